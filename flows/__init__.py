@@ -1,0 +1,1 @@
+"""Prefect flows: thin, one-line tasks over ``circulate.*``."""

@@ -1,0 +1,94 @@
+"""The nightly flow: ingest new exports, build, check, publish, render the report.
+
+Each task is one call into ``circulate.pipeline``; retries only on the I/O stages.
+``circulate run`` runs this flow without a server; ``flows/deploy.py`` schedules it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from prefect import flow, get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+
+from circulate import pipeline
+from circulate.report import ReportResult, render_report
+from circulate.settings import Settings
+from circulate.warehouse.lock import run_lock
+
+IO_RETRIES = {"retries": 2, "retry_delay_seconds": [5, 30]}
+
+
+def _log(message: str) -> None:
+    get_run_logger().info(message)
+
+
+@task(cache_policy=NO_CACHE, **IO_RETRIES)
+def start_run(settings: Settings) -> pipeline.RunContext:
+    return pipeline.begin_run(settings)
+
+
+@task(cache_policy=NO_CACHE, **IO_RETRIES)
+def ingest_new_files(ctx: pipeline.RunContext) -> pipeline.IngestSummary:
+    return pipeline.ingest_new_files(ctx, progress=_log)
+
+
+@task(cache_policy=NO_CACHE)
+def build_models(ctx: pipeline.RunContext) -> list[str]:
+    return pipeline.build_models(ctx, progress=_log)
+
+
+@task(cache_policy=NO_CACHE)
+def check_warehouse(ctx: pipeline.RunContext) -> None:
+    pipeline.check_warehouse(ctx)
+
+
+@task(cache_policy=NO_CACHE, **IO_RETRIES)
+def publish_snapshot(ctx: pipeline.RunContext, summary: pipeline.IngestSummary) -> None:
+    pipeline.publish_snapshot(ctx, summary)
+
+
+@task(cache_policy=NO_CACHE, **IO_RETRIES)
+def render(settings: Settings, run_status: str, run_id: str) -> ReportResult:
+    return render_report(
+        settings.warehouse,
+        settings.reports,
+        run_status=run_status,
+        run_id=run_id,
+        scheme_name=settings.scheme_name,
+        currency_symbol=settings.currency_symbol,
+    )
+
+
+@flow(name="circulate-nightly")
+def nightly(
+    inbox: str | None = None, warehouse: str | None = None, reports: str | None = None
+) -> str:
+    """Run one night; return the path of the rendered report page."""
+    settings = Settings().with_paths(
+        inbox=Path(inbox) if inbox else None,
+        warehouse=Path(warehouse) if warehouse else None,
+        reports=Path(reports) if reports else None,
+    )
+    with run_lock(pipeline.lock_path(settings)):
+        ctx = start_run(settings)
+        stage = "ingest"
+        try:
+            summary = ingest_new_files(ctx)
+            if summary.files_new:
+                stage = "build"
+                build_models(ctx)
+                stage = "check"
+                check_warehouse(ctx)
+                stage = "publish"
+                publish_snapshot(ctx, summary)
+            else:
+                _log("No new export files: the published snapshot is already current.")
+                pipeline.skip_publish(ctx)
+            pipeline.record_run(ctx, status="success", stage=stage, summary=summary)
+        except Exception as error:
+            pipeline.fail_run(ctx, stage, error)
+            if settings.warehouse.exists():
+                render(settings, "failed", ctx.run_id)
+            raise
+        return str(render(settings, "success", ctx.run_id).index_html)

@@ -1,0 +1,162 @@
+"""The ``circulate`` command.
+
+    circulate demo                      generate a one-year scheme, run the nightly flow once
+    circulate run [--input DIR] ...     ingest new exports, build, check, publish, report
+    circulate generate --out DIR ...    write a synthetic scheme with its ground truth
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from collections.abc import Sequence
+from datetime import date, timedelta
+from pathlib import Path
+
+from circulate.errors import CirculateError
+
+DEMO_TRANSACTIONS = 100_000
+DEMO_DAYS = 365
+DEMO_SEED = 2012  # the Bristol Pound's launch year
+
+
+def prepare_prefect_environment(data_dir: Path = Path("data")) -> None:
+    """Keep Prefect offline and its state under ``data/`` (must run before importing it)."""
+    os.environ.setdefault("PREFECT_HOME", str((data_dir / "prefect").resolve()))
+    os.environ.setdefault("DO_NOT_TRACK", "1")
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("PREFECT_UI_ENABLED", "false")
+
+
+def _say(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def _run_flow(inbox: Path | None, warehouse: Path | None, reports: Path | None) -> str:
+    prepare_prefect_environment()
+    from flows.nightly import nightly
+
+    return nightly(
+        inbox=str(inbox) if inbox else None,
+        warehouse=str(warehouse) if warehouse else None,
+        reports=str(reports) if reports else None,
+    )
+
+
+def command_run(args: argparse.Namespace) -> int:
+    started = time.perf_counter()
+    report = _run_flow(args.input, args.warehouse, args.reports)
+    _say(f"nightly run finished in {time.perf_counter() - started:.1f} s")
+    print(report)
+    return 0
+
+
+def command_generate(args: argparse.Namespace) -> int:
+    from circulate.generate import generate_scheme
+
+    started = time.perf_counter()
+    truth = generate_scheme(
+        args.out,
+        seed=args.seed,
+        transactions=args.transactions,
+        days=args.days,
+        start=args.start,
+        timezone=args.timezone,
+        progress=_say,
+    )
+    elapsed = time.perf_counter() - started
+    rows = truth.rows_written
+    _say(
+        f"wrote {rows:,} transactions over {args.days} days to {args.out} "
+        f"in {elapsed:.1f} s ({rows / max(elapsed, 1e-9):,.0f} rows/s)"
+    )
+    return 0
+
+
+def command_demo(args: argparse.Namespace) -> int:
+    from circulate.generate import GroundTruth, generate_scheme
+    from circulate.settings import Settings
+
+    started = time.perf_counter()
+    settings = Settings()
+    inbox = settings.inbox
+    start = date.today() - timedelta(days=DEMO_DAYS)
+    truth_file = inbox / "ground_truth.json"
+    existing = GroundTruth.from_json(truth_file) if truth_file.exists() else None
+    if existing is None or existing.transactions != args.transactions:
+        _say(f"generating a one-year demo scheme ({args.transactions:,} transactions) in {inbox}")
+        generate_scheme(
+            inbox, seed=DEMO_SEED, transactions=args.transactions, days=DEMO_DAYS, start=start,
+            progress=_say,
+        )
+    else:
+        _say(f"using the demo scheme already in {inbox}")
+    report = _run_flow(None, None, None)
+    _say(f"demo finished in {time.perf_counter() - started:.1f} s")
+    _say(f"warehouse: {settings.warehouse} (open it with: uv run duckdb -readonly {settings.warehouse})")
+    _say("report (open it in a browser; it works offline):")
+    print(report)
+    return 0
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive whole number, got {text}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="circulate",
+        description="Nightly evidence that a local currency keeps money circulating locally.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    run = commands.add_parser(
+        "run", help="ingest new exports, build and check the warehouse, publish, render report"
+    )
+    run.add_argument("--input", type=Path, help="folder of export files (default data/inbox)")
+    run.add_argument(
+        "--warehouse", type=Path, help="published DuckDB file (default data/warehouse/circulate.duckdb)"
+    )
+    run.add_argument("--reports", type=Path, help="folder for reports (default reports/)")
+    run.set_defaults(handler=command_run)
+
+    generate = commands.add_parser("generate", help="write a synthetic scheme with ground truth")
+    generate.add_argument("--out", type=Path, required=True, help="folder to write into")
+    generate.add_argument("--seed", type=int, default=1, help="random seed (same seed, same files)")
+    generate.add_argument(
+        "--transactions", type=_positive_int, default=10_000, help="number of ledger rows"
+    )
+    generate.add_argument("--days", type=_positive_int, default=365, help="length of history")
+    generate.add_argument(
+        "--start", type=date.fromisoformat, default=date(2025, 1, 1), help="first day (YYYY-MM-DD)"
+    )
+    generate.add_argument("--timezone", default="Europe/London", help="scheme timezone")
+    generate.set_defaults(handler=command_generate)
+
+    demo = commands.add_parser(
+        "demo", help="generate a one-year scheme into data/inbox, run the nightly flow once"
+    )
+    demo.add_argument(
+        "--transactions", type=_positive_int, default=DEMO_TRANSACTIONS,
+        help=f"size of the demo scheme (default {DEMO_TRANSACTIONS:,})",
+    )
+    demo.set_defaults(handler=command_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.handler(args))
+    except CirculateError as error:
+        _say(f"circulate: {error}")
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

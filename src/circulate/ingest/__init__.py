@@ -1,0 +1,1 @@
+"""Readers that turn export files into canonical rows, with nothing lost and no raw ids kept."""

@@ -1,0 +1,537 @@
+"""Ingest canonical export files: every row ends up loaded, a duplicate, or quarantined.
+
+A folder holds transaction exports (``exports/*.csv`` or ``*.csv``, optionally gzipped)
+and optional ``accounts.csv`` and ``areas.csv``. The manifest (``audit.files``) records
+each file's sha256, so a file already loaded is skipped and a changed file with the same
+name is loaded as a new version. Rows are parsed and classified inside DuckDB; Python
+only touches the distinct account ids, to pseudonymise them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
+import duckdb
+import polars as pl
+
+from circulate.ingest.pseudonym import pseudonymise
+
+TRANSACTION_COLUMNS = ("txn_id", "occurred_at", "source_id", "target_id", "amount", "kind")
+OPTIONAL_TRANSACTION_COLUMNS = ("channel",)
+ACCOUNT_COLUMNS = ("account_id", "account_type")
+OPTIONAL_ACCOUNT_COLUMNS = ("sector", "area", "joined_at")
+AREA_COLUMNS = ("area",)
+OPTIONAL_AREA_COLUMNS = ("deprivation_decile",)
+KINDS = ("issuance", "transfer", "redemption", "fee", "reversal")
+ACCOUNT_TYPES = ("individual", "business", "public_body", "issuer")
+ATTRIBUTE_FILES = {"accounts.csv": "accounts", "areas.csv": "areas"}
+_DAY_IN_NAME = re.compile(r"(\d{4}-\d{2}-\d{2})")
+_SUFFIXES = (".csv", ".csv.gz")
+
+
+@dataclass
+class FileResult:
+    """What happened to one input file."""
+
+    file_name: str
+    role: str
+    sha256: str
+    rows_in: int = 0
+    rows_loaded: int = 0
+    rows_duplicate: int = 0
+    rows_quarantined: int = 0
+    status: str = "loaded"
+    message: str = ""
+    reasons: dict[str, int] = field(default_factory=dict)
+    new_version: bool = False
+
+    def check_accounting(self) -> None:
+        accounted = self.rows_loaded + self.rows_duplicate + self.rows_quarantined
+        if self.status != "rejected" and accounted != self.rows_in:
+            raise AssertionError(
+                f"{self.file_name}: {self.rows_in} rows in but {accounted} accounted for "
+                f"({self.rows_loaded} loaded, {self.rows_duplicate} duplicates, "
+                f"{self.rows_quarantined} quarantined)"
+            )
+
+
+@dataclass(frozen=True)
+class IngestContext:
+    """Everything ingestion needs besides the connection."""
+
+    inbox: Path
+    run_id: str
+    batch_id: str
+    key: bytes
+    timezone: str
+    private_dir: Path
+    future_tolerance: timedelta = timedelta(hours=24)
+    now: datetime = field(default_factory=lambda: datetime.now(UTC))
+
+
+def sha256_of(path: Path) -> str:
+    """Hex sha256 of a file, read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def discover_files(inbox: Path) -> list[tuple[Path, str]]:
+    """Input files in load order: attribute files first, then exports by name.
+
+    Returns
+    -------
+    list of (path, role) where role is ``accounts``, ``areas`` or ``transactions``.
+    """
+    if not inbox.is_dir():
+        from circulate.errors import InputError
+
+        raise InputError(
+            f"Input folder {inbox} does not exist: pass --input with the folder that holds "
+            "the export files (for example data/inbox)."
+        )
+    found: list[tuple[Path, str]] = []
+    for name, role in ATTRIBUTE_FILES.items():
+        if (inbox / name).is_file():
+            found.append((inbox / name, role))
+    exports = inbox / "exports" if (inbox / "exports").is_dir() else inbox
+    for path in sorted(exports.iterdir()):
+        if path.is_file() and path.name.endswith(_SUFFIXES) and path.name not in ATTRIBUTE_FILES:
+            found.append((path, "transactions"))
+    return found
+
+
+def _loaded_versions(con: duckdb.DuckDBPyConnection) -> dict[str, set[str]]:
+    versions: dict[str, set[str]] = {}
+    for name, sha in con.execute("select file_name, sha256 from audit.files").fetchall():
+        versions.setdefault(name, set()).add(sha)
+    return versions
+
+
+def _read_strings(path: Path) -> pl.DataFrame:
+    """Read every column as text, numbering rows by their line in the file (header = 1)."""
+    frame = pl.read_csv(path, infer_schema=False)
+    frame = frame.rename({c: c.strip().lstrip("\ufeff").lower() for c in frame.columns})
+    return frame.with_row_index("source_line", offset=2).with_columns(
+        pl.col("source_line").cast(pl.Int64)
+    )
+
+
+def _add_missing_optional(frame: pl.DataFrame, optional: tuple[str, ...]) -> pl.DataFrame:
+    return frame.with_columns(
+        [pl.lit(None, dtype=pl.String).alias(c) for c in optional if c not in frame.columns]
+    )
+
+
+def _pseudonym_table(con: duckdb.DuckDBPyConnection, raw_ids: list[str], key: bytes) -> None:
+    mapping = pl.DataFrame(
+        {"raw_id": raw_ids, "pseudonym": [pseudonymise(raw, key) for raw in raw_ids]},
+        schema={"raw_id": pl.String, "pseudonym": pl.String},
+    )
+    con.register("pseudonyms", mapping)
+
+
+def _quarantine_private_copy(
+    frame: pl.DataFrame, lines: list[int], ctx: IngestContext, file_name: str
+) -> None:
+    """Keep quarantined rows' raw text where only operators can read it, never published."""
+    if not lines:
+        return
+    folder = ctx.private_dir / "quarantine" / ctx.batch_id
+    folder.mkdir(parents=True, exist_ok=True)
+    for directory in (ctx.private_dir, ctx.private_dir / "quarantine", folder):
+        os.chmod(directory, 0o700)
+    safe_name = file_name.replace("/", "__")
+    frame.filter(pl.col("source_line").is_in(lines)).write_csv(folder / f"{safe_name}.csv")
+
+
+_CLASSIFY_TRANSACTIONS = """
+create or replace temp table classified as
+with cleaned as (
+    select
+        source_line,
+        nullif(trim(txn_id), '') as txn_id,
+        nullif(trim(source_id), '') as source_raw,
+        nullif(trim(target_id), '') as target_raw,
+        trim(occurred_at) as occurred_text,
+        trim(amount) as amount_text,
+        lower(trim(kind)) as kind,
+        nullif(trim(channel), '') as channel
+    from incoming
+),
+parsed as (
+    select
+        *,
+        try_cast(occurred_text as timestamptz) as occurred_at,
+        try_cast(amount_text as decimal(18, 2)) as amount
+    from cleaned
+),
+checked as (
+    select
+        parsed.*,
+        src.pseudonym as source_id,
+        tgt.pseudonym as target_id,
+        case
+            when txn_id is null then 'missing txn_id'
+            when source_raw is null then 'missing source_id'
+            when target_raw is null then 'missing target_id'
+            when occurred_at is null then 'unparseable timestamp'
+            when amount is null then 'unparseable amount'
+            when amount <= 0 then 'amount not positive'
+            when not regexp_full_match(amount_text, '[0-9]*(\\.[0-9]{0,2})?')
+                then 'more than two decimal places'
+            when kind is null or kind not in ('issuance', 'transfer', 'redemption', 'fee', 'reversal')
+                then 'unknown kind'
+            when source_raw = target_raw then 'self-transfer'
+            when occurred_at > $latest_allowed then 'timestamp in the future'
+        end as row_problem
+    from parsed
+    left join pseudonyms as src on src.raw_id = parsed.source_raw
+    left join pseudonyms as tgt on tgt.raw_id = parsed.target_raw
+),
+ranked as (
+    select
+        checked.*,
+        first_value(source_line) over same_id as first_line,
+        row_number() over same_id as nth_with_id
+    from checked
+    where row_problem is null
+    window same_id as (partition by txn_id order by source_line)
+),
+compared as (
+    select
+        ranked.source_line,
+        case
+            when ranked.nth_with_id > 1 and (
+                first.occurred_at, first.source_id, first.target_id, first.amount, first.kind
+            ) is not distinct from (
+                ranked.occurred_at, ranked.source_id, ranked.target_id, ranked.amount, ranked.kind
+            ) then 'duplicate'
+            when ranked.nth_with_id > 1 then 'conflict'
+            when loaded.txn_id is null then 'new'
+            when (
+                loaded.occurred_at, loaded.source_id, loaded.target_id, loaded.amount, loaded.kind
+            ) is not distinct from (
+                ranked.occurred_at, ranked.source_id, ranked.target_id, ranked.amount, ranked.kind
+            ) then 'duplicate'
+            else 'conflict'
+        end as versus_loaded
+    from ranked
+    join ranked as first
+        on first.txn_id = ranked.txn_id and first.source_line = ranked.first_line
+    left join raw.transactions as loaded on loaded.txn_id = ranked.txn_id
+)
+select
+    checked.*,
+    case
+        when checked.row_problem is not null then 'quarantined'
+        when compared.versus_loaded = 'new' then 'loaded'
+        when compared.versus_loaded = 'duplicate' then 'duplicate'
+        else 'quarantined'
+    end as outcome,
+    coalesce(
+        checked.row_problem,
+        case when compared.versus_loaded = 'conflict'
+            then 'txn_id already used with different content' end
+    ) as reason
+from checked
+left join compared using (source_line)
+"""
+
+
+def _ingest_transactions(
+    con: duckdb.DuckDBPyConnection, frame: pl.DataFrame, ctx: IngestContext, result: FileResult
+) -> None:
+    frame = _add_missing_optional(frame, OPTIONAL_TRANSACTION_COLUMNS)
+    ids = pl.concat([frame["source_id"], frame["target_id"]]).str.strip_chars()
+    raw_ids = ids.filter(ids.is_not_null() & (ids != "")).unique().to_list()
+    _pseudonym_table(con, raw_ids, ctx.key)
+    con.register("incoming", frame)
+    # Naive timestamps are local to the scheme; explicit offsets and 'Z' win.
+    con.execute("set TimeZone = $tz", {"tz": ctx.timezone})
+    try:
+        con.execute(
+            _CLASSIFY_TRANSACTIONS, {"latest_allowed": ctx.now + ctx.future_tolerance}
+        )
+    finally:
+        con.execute("set TimeZone = 'UTC'")
+    con.execute(
+        """
+        insert into raw.transactions
+        select txn_id, occurred_at, source_id, target_id, amount, kind, channel,
+               $batch_id, $file_name, source_line, $now
+        from classified where outcome = 'loaded' order by occurred_at, txn_id
+        """,
+        {"batch_id": ctx.batch_id, "file_name": result.file_name, "now": ctx.now},
+    )
+    _record_quarantine(con, frame, ctx, result, ids="txn_id, source_id, target_id")
+
+
+def _record_quarantine(
+    con: duckdb.DuckDBPyConnection,
+    frame: pl.DataFrame,
+    ctx: IngestContext,
+    result: FileResult,
+    *,
+    ids: str,
+) -> None:
+    """Count outcomes, store quarantine reasons (pseudonymised ids only) and raw text."""
+    counts = dict(con.execute("select outcome, count(*) from classified group by 1").fetchall())
+    result.rows_loaded = counts.get("loaded", 0)
+    result.rows_duplicate = counts.get("duplicate", 0)
+    result.rows_quarantined = counts.get("quarantined", 0)
+    result.reasons = dict(
+        con.execute(
+            "select reason, count(*) from classified where outcome = 'quarantined' "
+            "group by 1 order by 2 desc, 1"
+        ).fetchall()
+    )
+    con.execute(
+        f"""
+        insert into audit.quarantine
+        select $run_id, $batch_id, $file_name, source_line, reason, {ids}
+        from classified where outcome = 'quarantined' order by source_line
+        """,
+        {"run_id": ctx.run_id, "batch_id": ctx.batch_id, "file_name": result.file_name},
+    )
+    lines = [
+        row[0]
+        for row in con.execute(
+            "select source_line from classified where outcome = 'quarantined'"
+        ).fetchall()
+    ]
+    _quarantine_private_copy(frame, lines, ctx, result.file_name)
+
+
+_CLASSIFY_ACCOUNTS = """
+create or replace temp table classified as
+with cleaned as (
+    select
+        source_line,
+        nullif(trim(account_id), '') as raw_id,
+        lower(trim(account_type)) as account_type,
+        nullif(trim(sector), '') as sector,
+        nullif(trim(area), '') as area,
+        nullif(trim(joined_at), '') as joined_text
+    from incoming
+)
+select
+    cleaned.*,
+    pseudonyms.pseudonym as account_id,
+    try_cast(joined_text as date) as joined_at,
+    null::varchar as txn_id,
+    null::varchar as target_id,
+    pseudonyms.pseudonym as source_id,
+    case
+        when cleaned.raw_id is null then 'missing account_id'
+        when account_type not in ('individual', 'business', 'public_body', 'issuer')
+            or account_type is null then 'unknown account_type'
+        when joined_text is not null and try_cast(joined_text as date) is null
+            then 'unparseable joined_at'
+        when count(*) over (partition by cleaned.raw_id) > 1
+            then 'account_id listed more than once'
+    end as reason,
+    case when reason is null then 'loaded' else 'quarantined' end as outcome
+from cleaned
+left join pseudonyms on pseudonyms.raw_id = cleaned.raw_id
+"""
+
+_CLASSIFY_AREAS = """
+create or replace temp table classified as
+with cleaned as (
+    select
+        source_line,
+        nullif(trim(area), '') as area,
+        nullif(trim(deprivation_decile), '') as decile_text
+    from incoming
+)
+select
+    cleaned.*,
+    try_cast(decile_text as integer) as deprivation_decile,
+    null::varchar as txn_id,
+    null::varchar as source_id,
+    null::varchar as target_id,
+    case
+        when area is null then 'missing area'
+        when decile_text is not null and (
+            try_cast(decile_text as integer) is null
+            or try_cast(decile_text as integer) not between 1 and 10
+        ) then 'deprivation_decile not an integer from 1 to 10'
+        when count(*) over (partition by area) > 1 then 'area listed more than once'
+    end as reason,
+    case when reason is null then 'loaded' else 'quarantined' end as outcome
+from cleaned
+"""
+
+
+def _ingest_accounts(
+    con: duckdb.DuckDBPyConnection, frame: pl.DataFrame, ctx: IngestContext, result: FileResult
+) -> None:
+    frame = _add_missing_optional(frame, OPTIONAL_ACCOUNT_COLUMNS)
+    ids = frame["account_id"].str.strip_chars()
+    _pseudonym_table(con, ids.filter(ids.is_not_null() & (ids != "")).unique().to_list(), ctx.key)
+    con.register("incoming", frame)
+    con.execute(_CLASSIFY_ACCOUNTS)
+    # The newest file describes an account: it replaces what an older one said.
+    con.execute(
+        "delete from raw.accounts where account_id in "
+        "(select account_id from classified where outcome = 'loaded')"
+    )
+    con.execute(
+        """
+        insert into raw.accounts
+        select account_id, account_type, sector, area, joined_at, $batch_id, $file_name
+        from classified where outcome = 'loaded' order by source_line
+        """,
+        {"batch_id": ctx.batch_id, "file_name": result.file_name},
+    )
+    _record_quarantine(con, frame, ctx, result, ids="txn_id, source_id, target_id")
+
+
+def _ingest_areas(
+    con: duckdb.DuckDBPyConnection, frame: pl.DataFrame, ctx: IngestContext, result: FileResult
+) -> None:
+    frame = _add_missing_optional(frame, OPTIONAL_AREA_COLUMNS)
+    con.register("incoming", frame)
+    con.execute(_CLASSIFY_AREAS)
+    con.execute(
+        "delete from raw.areas where area in "
+        "(select area from classified where outcome = 'loaded')"
+    )
+    con.execute(
+        """
+        insert into raw.areas
+        select area, deprivation_decile, $batch_id, $file_name
+        from classified where outcome = 'loaded' order by source_line
+        """,
+        {"batch_id": ctx.batch_id, "file_name": result.file_name},
+    )
+    _record_quarantine(con, frame, ctx, result, ids="txn_id, source_id, target_id")
+
+
+_READERS = {
+    "transactions": (TRANSACTION_COLUMNS, _ingest_transactions),
+    "accounts": (ACCOUNT_COLUMNS, _ingest_accounts),
+    "areas": (AREA_COLUMNS, _ingest_areas),
+}
+
+
+def _quarantine_whole_file(
+    con: duckdb.DuckDBPyConnection,
+    frame: pl.DataFrame,
+    ctx: IngestContext,
+    result: FileResult,
+    reason: str,
+) -> None:
+    con.register("incoming", frame.select("source_line"))
+    con.execute(
+        "create or replace temp table classified as select source_line, "
+        "'quarantined' as outcome, $reason as reason, null::varchar as txn_id, "
+        "null::varchar as source_id, null::varchar as target_id from incoming",
+        {"reason": reason},
+    )
+    _record_quarantine(con, frame, ctx, result, ids="txn_id, source_id, target_id")
+
+
+def ingest_file(
+    con: duckdb.DuckDBPyConnection, path: Path, role: str, ctx: IngestContext, sha256: str
+) -> FileResult:
+    """Load one file; never raises for bad content: the result says what happened."""
+    file_name = path.relative_to(ctx.inbox).as_posix()
+    result = FileResult(file_name=file_name, role=role, sha256=sha256)
+    try:
+        frame = _read_strings(path)
+    except (pl.exceptions.PolarsError, OSError, UnicodeDecodeError, EOFError) as error:
+        result.status = "rejected"
+        result.message = (
+            f"could not be read as CSV ({type(error).__name__}: {str(error).splitlines()[0]}); "
+            "check it is a complete UTF-8 CSV export with a header row and send it again"
+        )
+        return result
+    result.rows_in = frame.height
+    required, reader = _READERS[role]
+    missing = [c for c in required if c not in frame.columns]
+    if missing:
+        _quarantine_whole_file(
+            con, frame, ctx, result, f"file lacks column(s): {', '.join(missing)}"
+        )
+        result.status = "quarantined"
+        result.message = (
+            f"header lacks {', '.join(missing)} (found: {', '.join(frame.columns[1:])}); "
+            "fix the export's header and send it again"
+        )
+    else:
+        reader(con, frame, ctx, result)
+    result.check_accounting()
+    return result
+
+
+def _export_day(file_name: str) -> date | None:
+    match = _DAY_IN_NAME.search(file_name)
+    if not match:
+        return None
+    try:
+        return date.fromisoformat(match.group(1))
+    except ValueError:
+        return None
+
+
+def _record_file(con: duckdb.DuckDBPyConnection, result: FileResult, ctx: IngestContext) -> None:
+    con.execute(
+        "insert into audit.files values ($name, $sha, $role, $day, $rows_in, $loaded, "
+        "$duplicates, $quarantined, $status, $message, $batch_id, $run_id, $now)",
+        {
+            "name": result.file_name,
+            "sha": result.sha256,
+            "role": result.role,
+            "day": _export_day(result.file_name) if result.role == "transactions" else None,
+            "rows_in": result.rows_in,
+            "loaded": result.rows_loaded,
+            "duplicates": result.rows_duplicate,
+            "quarantined": result.rows_quarantined,
+            "status": result.status,
+            "message": result.message or None,
+            "batch_id": ctx.batch_id,
+            "run_id": ctx.run_id,
+            "now": ctx.now,
+        },
+    )
+
+
+def ingest_inbox(
+    con: duckdb.DuckDBPyConnection,
+    ctx: IngestContext,
+    *,
+    progress: Callable[[str], None] | None = None,
+) -> list[FileResult]:
+    """Load every file of ``ctx.inbox`` not loaded before; return one result per new file."""
+    seen = _loaded_versions(con)
+    todo = []
+    for path, role in discover_files(ctx.inbox):
+        name = path.relative_to(ctx.inbox).as_posix()
+        sha = sha256_of(path)
+        if sha not in seen.get(name, set()):
+            todo.append((path, role, sha, name in seen))
+    results = []
+    for index, (path, role, sha, new_version) in enumerate(todo, start=1):
+        con.execute("begin transaction")
+        try:
+            result = ingest_file(con, path, role, ctx, sha)
+            result.new_version = new_version
+            _record_file(con, result, ctx)
+        except BaseException:
+            con.execute("rollback")
+            raise
+        con.execute("commit")
+        results.append(result)
+        if progress and (index % 50 == 0 or index == len(todo)):
+            progress(f"ingested {index}/{len(todo)} new files")
+    return results

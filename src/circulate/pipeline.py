@@ -1,0 +1,220 @@
+"""The nightly run's stages as plain functions; ``flows/nightly.py`` makes each one a task.
+
+A run copies the published snapshot to a build file, loads new exports into it, rebuilds
+the SQL models, runs the assertions and only then swaps the build in. Any failure
+abandons the build, so the published snapshot is exactly yesterday's.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from circulate.errors import AssertionsFailed
+from circulate.ingest.canonical import FileResult, IngestContext, ingest_inbox
+from circulate.ingest.pseudonym import load_key
+from circulate.settings import Settings
+from circulate.warehouse import publish as snapshot
+from circulate.warehouse.connection import connect
+from circulate.warehouse.runner import default_sql_dir, run_assertions, run_models
+from circulate.warehouse.schema import ensure_persistent_tables
+
+Progress = Callable[[str], None]
+
+
+def _quiet(_message: str) -> None:
+    return None
+
+
+@dataclass(frozen=True)
+class RunContext:
+    """Identity and paths of one run."""
+
+    settings: Settings
+    run_id: str
+    started_at: datetime
+    build: Path
+    sql_dir: Path
+
+    @property
+    def parameters(self) -> dict[str, Any]:
+        """Named parameters available to every SQL model and assertion."""
+        return {"timezone": self.settings.timezone}
+
+
+@dataclass
+class IngestSummary:
+    """What a run's ingestion did, file by file."""
+
+    files: list[FileResult] = field(default_factory=list)
+
+    @property
+    def rows_loaded(self) -> int:
+        return sum(f.rows_loaded for f in self.files)
+
+    @property
+    def files_new(self) -> int:
+        return len(self.files)
+
+    @property
+    def files_rejected(self) -> list[FileResult]:
+        return [f for f in self.files if f.status == "rejected"]
+
+    def lines(self) -> list[str]:
+        """One human-readable line per new file."""
+        out = []
+        for f in self.files:
+            if f.status == "rejected":
+                out.append(f"{f.file_name}: REJECTED — {f.message}")
+                continue
+            reasons = ", ".join(f"{n} {r}" for r, n in list(f.reasons.items())[:3])
+            out.append(
+                f"{f.file_name}: {f.rows_in} rows in, {f.rows_loaded} loaded, "
+                f"{f.rows_duplicate} duplicates, {f.rows_quarantined} quarantined"
+                + (f" ({reasons})" if reasons else "")
+                + (" [new version of a loaded file]" if f.new_version else "")
+            )
+        return out
+
+
+def new_run_id(now: datetime | None = None) -> str:
+    """Sortable, unique run id such as ``20261123T020000Z-3f9a``."""
+    now = now or datetime.now(UTC)
+    return f"{now:%Y%m%dT%H%M%SZ}-{secrets.token_hex(2)}"
+
+
+def lock_path(settings: Settings) -> Path:
+    return settings.warehouse.with_name(settings.warehouse.name + ".lock")
+
+
+def run_log_path(settings: Settings) -> Path:
+    """Every run, published or not, is appended here (the warehouse only holds published)."""
+    return settings.warehouse.with_name("runs.jsonl")
+
+
+def begin_run(settings: Settings, *, sql_dir: Path | None = None) -> RunContext:
+    """Start a run: a fresh build file copied from the published snapshot."""
+    started = datetime.now(UTC)
+    run_id = new_run_id(started)
+    build = snapshot.start_build(settings.warehouse, run_id)
+    return RunContext(settings, run_id, started, build, sql_dir or default_sql_dir())
+
+
+@contextmanager
+def _open_build(ctx: RunContext) -> Iterator[duckdb.DuckDBPyConnection]:
+    con = connect(ctx.build)
+    try:
+        yield con
+    finally:
+        con.close()
+
+
+def ingest_new_files(ctx: RunContext, progress: Progress = _quiet) -> IngestSummary:
+    """Load every file of the inbox not loaded before into the build."""
+    settings = ctx.settings
+    ingest_ctx = IngestContext(
+        inbox=settings.inbox,
+        run_id=ctx.run_id,
+        batch_id=ctx.run_id,
+        key=load_key(settings.key_file),
+        timezone=settings.timezone,
+        private_dir=settings.private_dir,
+        future_tolerance=settings.future_tolerance,
+        now=ctx.started_at,
+    )
+    with _open_build(ctx) as con:
+        ensure_persistent_tables(con)
+        results = ingest_inbox(con, ingest_ctx, progress=progress)
+    summary = IngestSummary(results)
+    for line in summary.lines():
+        progress(line)
+    return summary
+
+
+def build_models(ctx: RunContext, progress: Progress = _quiet) -> list[str]:
+    """Rebuild every staging, intermediate and mart model in the build."""
+    with _open_build(ctx) as con:
+        return run_models(con, ctx.sql_dir, ctx.parameters, progress=progress)
+
+
+def check_warehouse(ctx: RunContext) -> None:
+    """Run the SQL assertions; raise, naming each failing one, if any returns rows."""
+    with _open_build(ctx) as con:
+        failures = run_assertions(con, ctx.sql_dir, ctx.parameters)
+    if failures:
+        details = "\n".join(f.describe() for f in failures)
+        raise AssertionsFailed(
+            f"{len(failures)} warehouse assertion(s) failed; nothing was published and the "
+            f"previous snapshot stays in place:\n{details}"
+        )
+
+
+def publish_snapshot(ctx: RunContext, summary: IngestSummary) -> None:
+    """Record the run in ``audit.runs`` and atomically swap the build in."""
+    with _open_build(ctx) as con:
+        con.execute(
+            "insert into audit.runs values ($run_id, $started, $finished, 'success', "
+            "'published', $files, $rows, null)",
+            {
+                "run_id": ctx.run_id,
+                "started": ctx.started_at,
+                "finished": datetime.now(UTC),
+                "files": summary.files_new,
+                "rows": summary.rows_loaded,
+            },
+        )
+        con.execute("checkpoint")
+    snapshot.publish(ctx.build, ctx.settings.warehouse)
+
+
+def skip_publish(ctx: RunContext) -> None:
+    """Nothing new arrived: drop the build, the published snapshot is already current."""
+    snapshot.abandon(ctx.build)
+
+
+def fail_run(ctx: RunContext, stage: str, error: BaseException) -> None:
+    """Abandon the build and log the failure; the published snapshot is untouched."""
+    snapshot.abandon(ctx.build)
+    record_run(ctx, status="failed", stage=stage, message=str(error))
+
+
+def record_run(
+    ctx: RunContext,
+    *,
+    status: str,
+    stage: str,
+    message: str = "",
+    summary: IngestSummary | None = None,
+) -> None:
+    """Append the run's outcome to the run log beside the warehouse."""
+    entry = {
+        "run_id": ctx.run_id,
+        "started_at": ctx.started_at.isoformat(timespec="seconds"),
+        "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "status": status,
+        "stage": stage,
+        "files_new": summary.files_new if summary else 0,
+        "rows_loaded": summary.rows_loaded if summary else 0,
+        "message": message,
+    }
+    path = run_log_path(ctx.settings)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a", encoding="utf-8") as handle:
+        handle.write(json.dumps(entry) + "\n")
+
+
+def last_run_status(settings: Settings) -> str:
+    """Status of the latest logged run (``success`` when none is logged yet)."""
+    path = run_log_path(settings)
+    if not path.exists():
+        return "success"
+    lines = path.read_text(encoding="utf-8").strip().splitlines()
+    return str(json.loads(lines[-1])["status"]) if lines else "success"

@@ -1,0 +1,1 @@
+"""The DuckDB warehouse: connections, the ordered SQL model runner and atomic publishing."""

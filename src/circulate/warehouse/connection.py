@@ -1,0 +1,30 @@
+"""DuckDB connections with the settings every circulate session needs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import duckdb
+
+# duckdb-cli on PyPI (what analysts get with `uv run duckdb`) is 1.5.x and cannot read
+# DuckDB 2.0's default storage format, so every file circulate writes uses this one.
+STORAGE_VERSION = "v1.2.0"
+
+
+def connect(path: Path, *, read_only: bool = False) -> duckdb.DuckDBPyConnection:
+    """Open ``path`` with UTC as the session timezone and an analyst-readable format.
+
+    Parameters
+    ----------
+    path
+        DuckDB database file; created (in the analyst-readable format) when missing
+        unless ``read_only``.
+    read_only
+        Open without taking the write lock, so it works while a run writes elsewhere.
+    """
+    config: dict[str, str | bool | int | float | list[str]] = {}
+    if not read_only:
+        config["storage_compatibility_version"] = STORAGE_VERSION
+    con = duckdb.connect(str(path), read_only=read_only, config=config)
+    con.execute("set TimeZone = 'UTC'")
+    return con

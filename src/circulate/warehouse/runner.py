@@ -1,0 +1,167 @@
+"""Run the SQL models in dependency order and the assertion queries that guard them.
+
+A file ``sql/<layer>/<name>.sql`` holds one ``select`` and builds table ``<layer>.<name>``.
+Values reach a model only as named parameters (``$timezone``), never by formatting text.
+The leading ``--`` comment block of a model becomes the table's DuckDB comment.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from graphlib import CycleError, TopologicalSorter
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from circulate.errors import ConfigurationError
+from circulate.warehouse.schema import LAYERS
+
+_REFERENCE = re.compile(r"\b(" + "|".join(LAYERS) + r")\.([a-z_][a-z0-9_]*)\b")
+_PARAMETER = re.compile(r"\$([a-z_][a-z0-9_]*)\b")
+SAMPLE_ROWS = 5
+
+
+def default_sql_dir() -> Path:
+    """The ``sql/`` folder of a checkout, or the copy packaged inside the wheel."""
+    here = Path(__file__).resolve()
+    for candidate in (here.parents[3] / "sql", here.parents[1] / "_sql"):
+        if (candidate / "marts").is_dir():
+            return candidate
+    raise ConfigurationError(
+        "Cannot find the SQL models: run from a circulate checkout or reinstall the package."
+    )
+
+
+@dataclass(frozen=True)
+class Model:
+    """One SQL model file."""
+
+    layer: str
+    name: str
+    path: Path
+    sql: str
+
+    @property
+    def table(self) -> str:
+        return f"{self.layer}.{self.name}"
+
+    @property
+    def depends_on(self) -> set[str]:
+        return {f"{layer}.{name}" for layer, name in _REFERENCE.findall(self.sql)} - {self.table}
+
+    @property
+    def description(self) -> str:
+        lines = []
+        for line in self.sql.lstrip().splitlines():
+            if not line.startswith("--"):
+                break
+            lines.append(line.removeprefix("--").strip())
+        return " ".join(part for part in lines if part)
+
+
+def discover_models(sql_dir: Path) -> list[Model]:
+    """All models under ``sql_dir``, ordered so every model runs after what it reads.
+
+    Layers run in order (staging, intermediate, marts); inside a layer, references
+    between models decide the order and ties go alphabetically.
+    """
+    models: dict[str, Model] = {}
+    for layer in LAYERS:
+        for path in sorted((sql_dir / layer).glob("*.sql")):
+            model = Model(layer, path.stem, path, path.read_text(encoding="utf-8"))
+            models[model.table] = model
+    sorter: TopologicalSorter[str] = TopologicalSorter()
+    for table, model in models.items():
+        layer_rank = LAYERS.index(model.layer)
+        earlier_layers = {
+            other for other, m in models.items() if LAYERS.index(m.layer) < layer_rank
+        }
+        sorter.add(table, *((model.depends_on & models.keys()) | earlier_layers))
+    try:
+        order = list(sorter.static_order())
+    except CycleError as error:
+        raise ConfigurationError(f"SQL models reference each other in a cycle: {error.args[1]}")
+    return [models[table] for table in order]
+
+
+def _bind(sql: str, parameters: Mapping[str, Any], source: Path) -> dict[str, Any]:
+    wanted = set(_PARAMETER.findall(sql))
+    missing = wanted - parameters.keys()
+    if missing:
+        raise ConfigurationError(
+            f"{source}: uses parameter(s) {sorted(missing)} that the run does not provide; "
+            f"available: {sorted(parameters)}."
+        )
+    return {name: parameters[name] for name in wanted}
+
+
+def _strip(sql: str) -> str:
+    return sql.strip().rstrip(";").strip()
+
+
+def run_models(
+    con: duckdb.DuckDBPyConnection,
+    sql_dir: Path,
+    parameters: Mapping[str, Any],
+    *,
+    progress: Callable[[str], None] | None = None,
+) -> list[str]:
+    """Build every model as a table and return the table names in build order."""
+    built = []
+    for model in discover_models(sql_dir):
+        if progress:
+            progress(f"building {model.table}")
+        try:
+            con.execute(
+                f"create or replace table {model.table} as (\n{_strip(model.sql)}\n)",
+                _bind(model.sql, parameters, model.path),
+            )
+        except duckdb.Error as error:
+            raise ConfigurationError(f"{model.path}: {error}") from error
+        if model.description:
+            # COMMENT ON takes no parameters; the text is the model file's own header.
+            literal = "'" + model.description.replace("'", "''") + "'"
+            con.execute(f"comment on table {model.table} is {literal}")
+        built.append(model.table)
+    return built
+
+
+@dataclass(frozen=True)
+class AssertionFailure:
+    """An assertion query that returned rows: each row is an offending record."""
+
+    name: str
+    path: Path
+    offending_rows: int
+    columns: list[str]
+    sample: list[tuple[Any, ...]]
+
+    def describe(self) -> str:
+        head = f"{self.name}: {self.offending_rows} offending row(s) ({self.path})"
+        rows = "\n".join(
+            "    " + ", ".join(f"{c}={v}" for c, v in zip(self.columns, row, strict=True))
+            for row in self.sample
+        )
+        return f"{head}\n{rows}" if rows else head
+
+
+def run_assertions(
+    con: duckdb.DuckDBPyConnection, sql_dir: Path, parameters: Mapping[str, Any]
+) -> list[AssertionFailure]:
+    """Run every ``sql/tests/*.sql``; an empty result passes, rows are offending records."""
+    failures = []
+    for path in sorted((sql_dir / "tests").glob("*.sql")):
+        sql = path.read_text(encoding="utf-8")
+        relation = con.execute(
+            f"select * from (\n{_strip(sql)}\n)", _bind(sql, parameters, path)
+        )
+        columns = [d[0] for d in relation.description or []]
+        rows = relation.fetchall()
+        if rows:
+            failures.append(
+                AssertionFailure(path.stem, path, len(rows), columns, rows[:SAMPLE_ROWS])
+            )
+    return failures

@@ -1,0 +1,89 @@
+"""Tables that accumulate across runs (raw and audit); models rebuild everything else."""
+
+from __future__ import annotations
+
+import duckdb
+
+LAYERS = ("staging", "intermediate", "marts")
+
+PERSISTENT_DDL = """
+create schema if not exists raw;
+create schema if not exists audit;
+create schema if not exists staging;
+create schema if not exists intermediate;
+create schema if not exists marts;
+
+create table if not exists raw.transactions (
+    txn_id varchar not null,
+    occurred_at timestamptz not null,
+    source_id varchar not null,
+    target_id varchar not null,
+    amount decimal(18, 2) not null,
+    kind varchar not null,
+    channel varchar,
+    batch_id varchar not null,
+    source_file varchar not null,
+    source_line bigint not null,
+    ingested_at timestamptz not null
+);
+
+create table if not exists raw.accounts (
+    account_id varchar not null,
+    account_type varchar not null,
+    sector varchar,
+    area varchar,
+    joined_at date,
+    batch_id varchar not null,
+    source_file varchar not null
+);
+
+create table if not exists raw.areas (
+    area varchar not null,
+    deprivation_decile integer,
+    batch_id varchar not null,
+    source_file varchar not null
+);
+
+create table if not exists audit.files (
+    file_name varchar not null,
+    sha256 varchar not null,
+    file_role varchar not null,
+    export_day date,
+    rows_in bigint not null,
+    rows_loaded bigint not null,
+    rows_duplicate bigint not null,
+    rows_quarantined bigint not null,
+    status varchar not null,
+    message varchar,
+    batch_id varchar not null,
+    run_id varchar not null,
+    ingested_at timestamptz not null
+);
+
+create table if not exists audit.quarantine (
+    run_id varchar not null,
+    batch_id varchar not null,
+    source_file varchar not null,
+    source_line bigint not null,
+    reason varchar not null,
+    txn_id varchar,
+    source_id varchar,
+    target_id varchar
+);
+
+create table if not exists audit.runs (
+    run_id varchar not null,
+    started_at timestamptz not null,
+    finished_at timestamptz,
+    status varchar not null,
+    stage varchar not null,
+    files_loaded bigint not null,
+    rows_loaded bigint not null,
+    message varchar
+);
+"""
+
+
+def ensure_persistent_tables(con: duckdb.DuckDBPyConnection) -> None:
+    """Create the layer schemas and the raw and audit tables when they are missing."""
+    con.execute(PERSISTENT_DDL)
