@@ -12,7 +12,15 @@ from circulate import pipeline
 from circulate.settings import Settings
 
 TEST_KEY = "test-key-for-pseudonyms-0123456789"
-TRANSACTION_HEADER = ("txn_id", "occurred_at", "source_id", "target_id", "amount", "kind", "channel")
+TRANSACTION_HEADER = (
+    "txn_id",
+    "occurred_at",
+    "source_id",
+    "target_id",
+    "amount",
+    "kind",
+    "channel",
+)
 
 
 @pytest.fixture(autouse=True)

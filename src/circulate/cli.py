@@ -1,8 +1,8 @@
 """The ``circulate`` command.
 
-    circulate demo                      generate a one-year scheme, run the nightly flow once
-    circulate run [--input DIR] ...     ingest new exports, build, check, publish, report
-    circulate generate --out DIR ...    write a synthetic scheme with its ground truth
+circulate demo                      generate a one-year scheme, run the nightly flow once
+circulate run [--input DIR] ...     ingest new exports, build, check, publish, report
+circulate generate --out DIR ...    write a synthetic scheme with its ground truth
 """
 
 from __future__ import annotations
@@ -88,14 +88,19 @@ def command_demo(args: argparse.Namespace) -> int:
     if existing is None or existing.transactions != args.transactions:
         _say(f"generating a one-year demo scheme ({args.transactions:,} transactions) in {inbox}")
         generate_scheme(
-            inbox, seed=DEMO_SEED, transactions=args.transactions, days=DEMO_DAYS, start=start,
+            inbox,
+            seed=DEMO_SEED,
+            transactions=args.transactions,
+            days=DEMO_DAYS,
+            start=start,
             progress=_say,
         )
     else:
         _say(f"using the demo scheme already in {inbox}")
     report = _run_flow(None, None, None)
     _say(f"demo finished in {time.perf_counter() - started:.1f} s")
-    _say(f"warehouse: {settings.warehouse} (open it with: uv run duckdb -readonly {settings.warehouse})")
+    _say(f"warehouse: {settings.warehouse}")
+    _say(f"query it:  uv run duckdb -readonly {settings.warehouse}")
     _say("report (open it in a browser; it works offline):")
     print(report)
     return 0
@@ -120,7 +125,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--input", type=Path, help="folder of export files (default data/inbox)")
     run.add_argument(
-        "--warehouse", type=Path, help="published DuckDB file (default data/warehouse/circulate.duckdb)"
+        "--warehouse",
+        type=Path,
+        help="published DuckDB file (default data/warehouse/circulate.duckdb)",
     )
     run.add_argument("--reports", type=Path, help="folder for reports (default reports/)")
     run.set_defaults(handler=command_run)
@@ -142,7 +149,9 @@ def build_parser() -> argparse.ArgumentParser:
         "demo", help="generate a one-year scheme into data/inbox, run the nightly flow once"
     )
     demo.add_argument(
-        "--transactions", type=_positive_int, default=DEMO_TRANSACTIONS,
+        "--transactions",
+        type=_positive_int,
+        default=DEMO_TRANSACTIONS,
         help=f"size of the demo scheme (default {DEMO_TRANSACTIONS:,})",
     )
     demo.set_defaults(handler=command_demo)

@@ -65,8 +65,8 @@ def published(settings: Settings) -> Settings:
     return settings
 
 
-def D(text: str) -> Decimal:
-    return Decimal(text)
+def money(*texts: str) -> tuple[Decimal, ...]:
+    return tuple(Decimal(text) for text in texts)
 
 
 def test_daily_circulation_by_hand(published: Settings) -> None:
@@ -75,10 +75,11 @@ def test_daily_circulation_by_hand(published: Settings) -> None:
         "select day, issued, redeemed, fees, transfer_volume, transfer_count, money_supply, "
         "active_accounts from marts.daily_circulation order by day"
     ).fetchall()
+    # day, issued, redeemed, fees, transfer_volume, transfer_count, money_supply, active
     assert rows == [
-        (date(2025, 1, 6), D("150.00"), D("0"), D("0"), D("30.00"), 1, D("150.00"), 2),
-        (date(2025, 1, 7), D("0"), D("0"), D("0"), D("0"), 0, D("150.00"), 0),
-        (date(2025, 1, 8), D("0"), D("25.00"), D("1.50"), D("20.00"), 1, D("123.50"), 2),
+        (date(2025, 1, 6), *money("150.00", "0", "0", "30.00"), 1, money("150.00")[0], 2),
+        (date(2025, 1, 7), *money("0", "0", "0", "0"), 0, money("150.00")[0], 0),
+        (date(2025, 1, 8), *money("0", "25.00", "1.50", "20.00"), 1, money("123.50")[0], 2),
     ]
 
 
@@ -86,27 +87,25 @@ def test_monthly_circulation_by_hand(published: Settings) -> None:
     con = connect(published.warehouse, read_only=True)
     rows = con.execute("from marts.monthly_circulation").fetchall()
     assert rows == [
-        (date(2025, 1, 1), D("150.00"), D("25.00"), D("1.50"), D("50.00"), 2, D("123.50"), 3)
+        (date(2025, 1, 1), *money("150.00", "25.00", "1.50", "50.00"), 2, money("123.50")[0], 3)
     ]
 
 
 def test_account_balances_by_hand(published: Settings) -> None:
     con = connect(published.warehouse, read_only=True)
-    rows = dict(
-        con.execute("select account_id, balance from marts.account_balances").fetchall()
-    )
+    rows = dict(con.execute("select account_id, balance from marts.account_balances").fetchall())
     key = TEST_KEY.encode()
     assert rows == {
-        pseudonymise("ANN", key): D("68.50"),
-        pseudonymise("BEN", key): D("30.00"),
-        pseudonymise("CAFE", key): D("25.00"),
+        pseudonymise("ANN", key): Decimal("68.50"),
+        pseudonymise("BEN", key): Decimal("30.00"),
+        pseudonymise("CAFE", key): Decimal("25.00"),
     }
     cafe = con.execute(
         "select account_type, sector, area, received, spent, entry_count "
         "from marts.account_balances where account_id = ?",
         [pseudonymise("CAFE", key)],
     ).fetchone()
-    assert cafe == ("business", "food & drink", "Easton", D("50.00"), D("25.00"), 3)
+    assert cafe == ("business", "food & drink", "Easton", *money("50.00", "25.00"), 3)
 
 
 def test_local_day_follows_the_scheme_timezone(settings: Settings) -> None:

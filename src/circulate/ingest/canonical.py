@@ -188,7 +188,8 @@ checked as (
             when amount <= 0 then 'amount not positive'
             when not regexp_full_match(amount_text, '[0-9]*(\\.[0-9]{0,2})?')
                 then 'more than two decimal places'
-            when kind is null or kind not in ('issuance', 'transfer', 'redemption', 'fee', 'reversal')
+            when kind is null
+                or kind not in ('issuance', 'transfer', 'redemption', 'fee', 'reversal')
                 then 'unknown kind'
             when source_raw = target_raw then 'self-transfer'
             when occurred_at > $latest_allowed then 'timestamp in the future'
@@ -258,9 +259,7 @@ def _ingest_transactions(
     # Naive timestamps are local to the scheme; explicit offsets and 'Z' win.
     con.execute("set TimeZone = $tz", {"tz": ctx.timezone})
     try:
-        con.execute(
-            _CLASSIFY_TRANSACTIONS, {"latest_allowed": ctx.now + ctx.future_tolerance}
-        )
+        con.execute(_CLASSIFY_TRANSACTIONS, {"latest_allowed": ctx.now + ctx.future_tolerance})
     finally:
         con.execute("set TimeZone = 'UTC'")
     con.execute(
@@ -272,7 +271,7 @@ def _ingest_transactions(
         """,
         {"batch_id": ctx.batch_id, "file_name": result.file_name, "now": ctx.now},
     )
-    _record_quarantine(con, frame, ctx, result, ids="txn_id, source_id, target_id")
+    _record_quarantine(con, frame, ctx, result)
 
 
 def _record_quarantine(
@@ -280,8 +279,6 @@ def _record_quarantine(
     frame: pl.DataFrame,
     ctx: IngestContext,
     result: FileResult,
-    *,
-    ids: str,
 ) -> None:
     """Count outcomes, store quarantine reasons (pseudonymised ids only) and raw text."""
     counts = dict(con.execute("select outcome, count(*) from classified group by 1").fetchall())
@@ -295,9 +292,9 @@ def _record_quarantine(
         ).fetchall()
     )
     con.execute(
-        f"""
+        """
         insert into audit.quarantine
-        select $run_id, $batch_id, $file_name, source_line, reason, {ids}
+        select $run_id, $batch_id, $file_name, source_line, reason, txn_id, source_id, target_id
         from classified where outcome = 'quarantined' order by source_line
         """,
         {"run_id": ctx.run_id, "batch_id": ctx.batch_id, "file_name": result.file_name},
@@ -393,7 +390,7 @@ def _ingest_accounts(
         """,
         {"batch_id": ctx.batch_id, "file_name": result.file_name},
     )
-    _record_quarantine(con, frame, ctx, result, ids="txn_id, source_id, target_id")
+    _record_quarantine(con, frame, ctx, result)
 
 
 def _ingest_areas(
@@ -403,8 +400,7 @@ def _ingest_areas(
     con.register("incoming", frame)
     con.execute(_CLASSIFY_AREAS)
     con.execute(
-        "delete from raw.areas where area in "
-        "(select area from classified where outcome = 'loaded')"
+        "delete from raw.areas where area in (select area from classified where outcome = 'loaded')"
     )
     con.execute(
         """
@@ -414,7 +410,7 @@ def _ingest_areas(
         """,
         {"batch_id": ctx.batch_id, "file_name": result.file_name},
     )
-    _record_quarantine(con, frame, ctx, result, ids="txn_id, source_id, target_id")
+    _record_quarantine(con, frame, ctx, result)
 
 
 _READERS = {
@@ -438,7 +434,7 @@ def _quarantine_whole_file(
         "null::varchar as source_id, null::varchar as target_id from incoming",
         {"reason": reason},
     )
-    _record_quarantine(con, frame, ctx, result, ids="txn_id, source_id, target_id")
+    _record_quarantine(con, frame, ctx, result)
 
 
 def ingest_file(

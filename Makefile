@@ -1,0 +1,40 @@
+# circulate: `make demo` shows it working, `make test` checks it.
+# Needs only python3 (3.11), pip, make and git: uv is installed with pip when missing.
+
+PYTHON ?= python3
+UV := $(PYTHON) -m uv
+RUN := $(UV) run --frozen
+export DO_NOT_TRACK := 1
+export PREFECT_SERVER_ANALYTICS_ENABLED := false
+export PREFECT_HOME := $(CURDIR)/data/prefect
+
+.PHONY: install demo test lint typecheck unit format clean
+
+.venv/.installed: pyproject.toml uv.lock
+	@$(UV) --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet --disable-pip-version-check 'uv>=0.9'
+	$(UV) sync --frozen
+	@touch $@
+
+install: .venv/.installed
+
+demo: install
+	$(RUN) circulate demo
+
+lint: install
+	$(RUN) ruff check .
+	$(RUN) ruff format --check .
+
+typecheck: install
+	$(RUN) mypy
+
+unit: install
+	$(RUN) pytest
+
+test: lint typecheck unit
+
+format: install
+	$(RUN) ruff format .
+	$(RUN) ruff check --fix .
+
+clean:
+	rm -rf .venv .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,79 @@
+"""Build-then-swap publishing and the run lock."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from circulate import pipeline
+from circulate.errors import AssertionsFailed, RunLocked
+from circulate.settings import Settings
+from circulate.warehouse.lock import run_lock
+from tests.conftest import run_stages, write_export
+
+FIRST = [("T1", "2025-02-03T10:00:00Z", "ISSUER", "ANN", "40.00", "issuance", "app")]
+# ANN holds 40 but pays 100: the never-negative assertion must stop this night.
+OVERSPEND = [("T2", "2025-02-04T10:00:00Z", "ANN", "SHOP", "100.00", "transfer", "app")]
+
+
+def test_failing_assertion_leaves_the_published_file_byte_identical(
+    settings: Settings,
+) -> None:
+    write_export(settings, "2025-02-03.csv", FIRST)
+    run_stages(settings)
+    before = settings.warehouse.read_bytes()
+    write_export(settings, "2025-02-04.csv", OVERSPEND)
+    with pytest.raises(AssertionsFailed, match="account_balances_never_negative") as failure:
+        run_stages(settings)
+    assert "previous snapshot stays" in str(failure.value)
+    assert settings.warehouse.read_bytes() == before
+    leftovers = [p.name for p in settings.warehouse.parent.iterdir()]
+    assert sorted(leftovers) == ["circulate.duckdb", "runs.jsonl"]
+    last = json.loads((settings.warehouse.parent / "runs.jsonl").read_text().splitlines()[-1])
+    assert last["status"] == "failed"
+    assert pipeline.last_run_status(settings) == "failed"
+
+
+def test_leftover_build_from_a_crashed_run_is_cleared(settings: Settings) -> None:
+    write_export(settings, "2025-02-03.csv", FIRST)
+    run_stages(settings)
+    crashed = settings.warehouse.with_name("circulate.duckdb.20250101T000000Z-dead.building")
+    crashed.write_bytes(b"half-written")
+    write_export(settings, "2025-02-04.csv", [])
+    run_stages(settings)
+    assert not crashed.exists()
+
+
+def test_second_run_is_refused_while_the_first_holds_the_lock(settings: Settings) -> None:
+    lock = pipeline.lock_path(settings)
+    with run_lock(lock), pytest.raises(RunLocked, match=rf"pid {os.getpid()}"), run_lock(lock):
+        pass
+    assert not lock.exists()
+
+
+def test_stale_lock_of_a_dead_process_is_taken_over(settings: Settings) -> None:
+    lock = pipeline.lock_path(settings)
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    import socket
+
+    lock.write_text(
+        json.dumps(
+            {
+                "pid": int(dead.stdout),
+                "host": socket.gethostname(),
+                "started_at": "2025-01-01T02:00:00+00:00",
+            }
+        )
+    )
+    with run_lock(lock):
+        assert json.loads(lock.read_text())["pid"] == os.getpid()

@@ -1,0 +1,107 @@
+"""The ordered SQL runner: dependency order, bound parameters, comments, assertions."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from circulate.errors import ConfigurationError
+from circulate.warehouse.runner import (
+    default_sql_dir,
+    discover_models,
+    run_assertions,
+    run_models,
+)
+
+
+def _write(root: Path, relative: str, sql: str) -> None:
+    path = root / relative
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(sql, encoding="utf-8")
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    root = tmp_path / "sql"
+    _write(
+        root, "staging/numbers.sql", "-- Numbers one to three.\nselect range + 1 as n from range(3)"
+    )
+    # 'a_total' sorts before 'b_doubled' but reads it, so it must run after it.
+    _write(root, "marts/a_total.sql", "select sum(n2) as total from marts.b_doubled;\n")
+    _write(root, "marts/b_doubled.sql", "select n * $factor as n2 from staging.numbers")
+    _write(root, "tests/total_is_twelve.sql", "select total from marts.a_total where total <> 12")
+    return root
+
+
+def _schemas(con: duckdb.DuckDBPyConnection) -> None:
+    con.execute("create schema staging; create schema intermediate; create schema marts")
+
+
+def test_models_run_after_what_they_read(project: Path) -> None:
+    order = [m.table for m in discover_models(project)]
+    assert order == ["staging.numbers", "marts.b_doubled", "marts.a_total"]
+
+
+def test_models_build_tables_with_bound_parameters_and_comments(project: Path) -> None:
+    con = duckdb.connect()
+    _schemas(con)
+    built = run_models(con, project, {"factor": 2, "unused": "ignored"})
+    assert built == ["staging.numbers", "marts.b_doubled", "marts.a_total"]
+    assert con.execute("from marts.a_total").fetchall() == [(12,)]
+    comment = con.execute(
+        "select comment from duckdb_tables() where table_name = 'numbers'"
+    ).fetchone()
+    assert comment == ("Numbers one to three.",)
+    assert run_assertions(con, project, {}) == []
+
+
+def test_failing_assertion_returns_offending_rows(project: Path) -> None:
+    con = duckdb.connect()
+    _schemas(con)
+    run_models(con, project, {"factor": 3})
+    failures = run_assertions(con, project, {})
+    assert [(f.name, f.offending_rows, f.sample) for f in failures] == [
+        ("total_is_twelve", 1, [(18,)])
+    ]
+    assert "total=18" in failures[0].describe()
+
+
+def test_missing_parameter_names_the_file(project: Path) -> None:
+    con = duckdb.connect()
+    _schemas(con)
+    with pytest.raises(ConfigurationError, match=r"b_doubled\.sql.*\['factor'\]"):
+        run_models(con, project, {})
+
+
+def test_broken_model_names_the_file(project: Path) -> None:
+    _write(project, "marts/c_broken.sql", "select no_such_column from staging.numbers")
+    con = duckdb.connect()
+    _schemas(con)
+    with pytest.raises(ConfigurationError, match=r"c_broken\.sql"):
+        run_models(con, project, {"factor": 2})
+
+
+def test_reference_cycle_is_reported(tmp_path: Path) -> None:
+    _write(tmp_path, "marts/x.sql", "select * from marts.y")
+    _write(tmp_path, "marts/y.sql", "select * from marts.x")
+    with pytest.raises(ConfigurationError, match="cycle"):
+        discover_models(tmp_path)
+
+
+def test_project_models_follow_the_conventions() -> None:
+    sql_dir = default_sql_dir()
+    models = discover_models(sql_dir)
+    assert {m.table for m in models} >= {
+        "marts.daily_circulation",
+        "marts.monthly_circulation",
+        "marts.account_balances",
+    }
+    for model in models:
+        assert model.description, f"{model.path} needs a leading comment describing the table"
+        assert "{" not in model.sql, f"{model.path}: values come in as $parameters"
+    marts = {m.name for m in models if m.layer == "marts"}
+    tests = {p.stem for p in (sql_dir / "tests").glob("*.sql")}
+    for mart in marts:
+        assert any(t.startswith(mart) for t in tests), f"marts.{mart} has no sql/tests assertion"
