@@ -16,19 +16,20 @@ from circulate.report import ReportResult, render_report
 from circulate.settings import Settings
 from circulate.warehouse.lock import run_lock
 
-IO_RETRIES = {"retries": 2, "retry_delay_seconds": [5, 30]}
+IO_RETRIES = 2
+IO_RETRY_DELAYS: list[float] = [5, 30]  # seconds: a busy disk or NFS hiccup, not bad data
 
 
 def _log(message: str) -> None:
     get_run_logger().info(message)
 
 
-@task(cache_policy=NO_CACHE, **IO_RETRIES)
+@task(cache_policy=NO_CACHE, retries=IO_RETRIES, retry_delay_seconds=IO_RETRY_DELAYS)
 def start_run(settings: Settings) -> pipeline.RunContext:
     return pipeline.begin_run(settings)
 
 
-@task(cache_policy=NO_CACHE, **IO_RETRIES)
+@task(cache_policy=NO_CACHE, retries=IO_RETRIES, retry_delay_seconds=IO_RETRY_DELAYS)
 def ingest_new_files(ctx: pipeline.RunContext) -> pipeline.IngestSummary:
     return pipeline.ingest_new_files(ctx, progress=_log)
 
@@ -43,12 +44,12 @@ def check_warehouse(ctx: pipeline.RunContext) -> None:
     pipeline.check_warehouse(ctx)
 
 
-@task(cache_policy=NO_CACHE, **IO_RETRIES)
+@task(cache_policy=NO_CACHE, retries=IO_RETRIES, retry_delay_seconds=IO_RETRY_DELAYS)
 def publish_snapshot(ctx: pipeline.RunContext, summary: pipeline.IngestSummary) -> None:
     pipeline.publish_snapshot(ctx, summary)
 
 
-@task(cache_policy=NO_CACHE, **IO_RETRIES)
+@task(cache_policy=NO_CACHE, retries=IO_RETRIES, retry_delay_seconds=IO_RETRY_DELAYS)
 def render(settings: Settings, run_status: str, run_id: str) -> ReportResult:
     return render_report(
         settings.warehouse,

@@ -1,0 +1,153 @@
+"""``render_report``: warehouse in, ``reports/<as-of>/`` out."""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import duckdb
+
+from circulate.report import archive, charts, page
+from circulate.report.data import load_report_data
+
+#: DESIGN §5: k is configurable but never below 3.
+MIN_K_ANONYMITY = 3
+
+
+@dataclass(frozen=True)
+class ReportResult:
+    """What one render produced.
+
+    Attributes
+    ----------
+    index_html
+        ``reports_dir/<as-of>/index.html``.
+    report_dir
+        ``reports_dir/<as-of>``.
+    charts
+        PNG and SVG files under ``report_dir/charts``.
+    headline
+        Formatted headline figures by stable key (also in ``summary.json``).
+    reports_index
+        ``reports_dir/index.html``, listing every report folder.
+    """
+
+    index_html: Path
+    report_dir: Path
+    charts: list[Path]
+    headline: dict[str, str]
+    reports_index: Path | None = field(default=None)
+
+
+@functools.cache
+def _js_bundle() -> str:
+    # About a second to build; identical for every render in a process.
+    return charts.javascript_bundle()
+
+
+def render_report(
+    warehouse: Path,
+    reports_dir: Path,
+    *,
+    run_status: str = "success",
+    run_id: str | None = None,
+    as_of: dt.date | None = None,
+    scheme_name: str | None = None,
+    currency_symbol: str = "£",
+    k_anonymity: int = 5,
+    generated_at: dt.datetime | None = None,
+) -> ReportResult:
+    """Render the funder report for one date from the published warehouse.
+
+    Parameters
+    ----------
+    warehouse
+        The published DuckDB file; opened read-only, so it may be read during a run.
+    reports_dir
+        Root of the reports tree; the report goes to ``reports_dir/<as-of>/``.
+    run_status
+        Status of tonight's run; anything but ``"success"`` shows a banner saying the
+        page shows the last published data.
+    run_id
+        Pipeline run id, recorded on the page and in ``summary.json``.
+    as_of
+        Report date; defaults to the last day in ``marts.daily_circulation``.
+    scheme_name
+        Shown in the title; ``None`` gives "Local currency".
+    currency_symbol
+        Label for local-currency units, e.g. ``"B£"`` for Bristol Pounds.
+    k_anonymity
+        Months with fewer active accounts have their transfer figures hidden (≥ 3).
+    generated_at
+        Timestamp to record; defaults to now (UTC).
+
+    Returns
+    -------
+    ReportResult
+
+    Raises
+    ------
+    FileNotFoundError
+        If the warehouse file does not exist.
+    ValueError
+        If the marts are empty, ``as_of`` is outside them, or ``k_anonymity`` < 3.
+    """
+    if k_anonymity < MIN_K_ANONYMITY:
+        raise ValueError(f"k_anonymity={k_anonymity} is below the minimum of {MIN_K_ANONYMITY}")
+    if not warehouse.is_file():
+        raise FileNotFoundError(
+            f"warehouse {warehouse} not found: build and publish it before rendering the report"
+        )
+    generated_at = generated_at or dt.datetime.now(dt.UTC)
+    generated_at = generated_at.astimezone(dt.UTC)
+    with duckdb.connect(str(warehouse), read_only=True) as con:
+        data = load_report_data(con, as_of, k_anonymity=k_anonymity)
+
+    report_dir = reports_dir / data.as_of.isoformat()
+    charts_dir = report_dir / "charts"
+    figures: list[page.FigureItem] = []
+    chart_files: list[Path] = []
+    for chart in (
+        charts.money_supply_chart(data, currency_symbol),
+        charts.monthly_transfers_chart(data, currency_symbol, k_anonymity),
+    ):
+        png, svg_path, svg = charts.write_images(chart, charts_dir)
+        chart_files += [png, svg_path]
+        figures.append(page.FigureItem(chart, svg))
+
+    items = page.headline_items(data, currency_symbol, k_anonymity)
+    title = page.report_title(scheme_name, data.as_of)
+    ctx = page.PageContext(
+        data=data,
+        title=title,
+        symbol=currency_symbol,
+        run_status=run_status,
+        run_id=run_id,
+        generated_at=generated_at,
+        k_anonymity=k_anonymity,
+        headline=items,
+        figures=figures,
+    )
+    index_html = report_dir / "index.html"
+    archive.write_atomic(index_html, page.render_page(ctx, _js_bundle()))
+
+    headline = {item.key: item.value for item in items}
+    archive.write_summary(
+        report_dir,
+        {
+            "as_of": data.as_of.isoformat(),
+            "title": title,
+            "scheme_name": scheme_name,
+            "currency_symbol": currency_symbol,
+            "run_status": run_status,
+            "run_id": run_id,
+            "generated_at": generated_at.isoformat(timespec="seconds"),
+            "headline": headline,
+            "headline_labels": {item.key: item.label for item in items},
+            "charts": [p.relative_to(report_dir).as_posix() for p in chart_files],
+        },
+    )
+    reports_index = archive.render_index(reports_dir)
+    return ReportResult(index_html, report_dir, chart_files, headline, reports_index)
