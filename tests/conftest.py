@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import csv
+import os
+import tempfile
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -12,6 +14,11 @@ from circulate import pipeline
 from circulate.settings import Settings
 
 TEST_KEY = "test-key-for-pseudonyms-0123456789"
+
+# Prefect reads its home once per process, so the whole session shares one throwaway home.
+os.environ["PREFECT_HOME"] = tempfile.mkdtemp(prefix="circulate-prefect-")
+os.environ.setdefault("DO_NOT_TRACK", "1")
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 TRANSACTION_HEADER = (
     "txn_id",
     "occurred_at",
@@ -26,9 +33,8 @@ TRANSACTION_HEADER = (
 @pytest.fixture(autouse=True)
 def _isolated_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("CIRCULATE_PSEUDONYM_KEY", TEST_KEY)
-    monkeypatch.setenv("PREFECT_HOME", str(tmp_path / "prefect"))
-    monkeypatch.setenv("DO_NOT_TRACK", "1")
-    monkeypatch.setenv("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    monkeypatch.setenv("CIRCULATE_PRIVATE_DIR", str(tmp_path / "private"))
+    monkeypatch.setenv("CIRCULATE_KEY_FILE", str(tmp_path / "keys" / "pseudonym.key"))
 
 
 @pytest.fixture

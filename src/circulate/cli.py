@@ -67,7 +67,7 @@ def command_generate(args: argparse.Namespace) -> int:
         progress=_say,
     )
     elapsed = time.perf_counter() - started
-    rows = truth.rows_written
+    rows = truth.rows
     _say(
         f"wrote {rows:,} transactions over {args.days} days to {args.out} "
         f"in {elapsed:.1f} s ({rows / max(elapsed, 1e-9):,.0f} rows/s)"
