@@ -7,9 +7,11 @@ Each task is one call into ``circulate.pipeline``; retries only on the I/O stage
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
-from prefect import flow, get_run_logger, task
+from prefect import Task, flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
+from prefect.client.schemas.objects import State, TaskRun
 
 from circulate import pipeline
 from circulate.report import ReportResult, render_report
@@ -20,16 +22,32 @@ IO_RETRIES = 2
 IO_RETRY_DELAYS: list[float] = [5, 30]  # seconds: a busy disk or NFS hiccup, not bad data
 
 
+def _io_error(_task: Task[Any, Any], _run: TaskRun, state: State[Any]) -> bool:
+    """Retry only what may pass by itself: I/O errors, not bad input or failed checks."""
+    error = state.result(raise_on_failure=False)
+    return isinstance(error, OSError)
+
+
 def _log(message: str) -> None:
     get_run_logger().info(message)
 
 
-@task(cache_policy=NO_CACHE, retries=IO_RETRIES, retry_delay_seconds=IO_RETRY_DELAYS)
+@task(
+    cache_policy=NO_CACHE,
+    retries=IO_RETRIES,
+    retry_delay_seconds=IO_RETRY_DELAYS,
+    retry_condition_fn=_io_error,
+)
 def start_run(settings: Settings) -> pipeline.RunContext:
     return pipeline.begin_run(settings)
 
 
-@task(cache_policy=NO_CACHE, retries=IO_RETRIES, retry_delay_seconds=IO_RETRY_DELAYS)
+@task(
+    cache_policy=NO_CACHE,
+    retries=IO_RETRIES,
+    retry_delay_seconds=IO_RETRY_DELAYS,
+    retry_condition_fn=_io_error,
+)
 def ingest_new_files(ctx: pipeline.RunContext) -> pipeline.IngestSummary:
     return pipeline.ingest_new_files(ctx, progress=_log)
 
@@ -44,12 +62,22 @@ def check_warehouse(ctx: pipeline.RunContext) -> None:
     pipeline.check_warehouse(ctx)
 
 
-@task(cache_policy=NO_CACHE, retries=IO_RETRIES, retry_delay_seconds=IO_RETRY_DELAYS)
+@task(
+    cache_policy=NO_CACHE,
+    retries=IO_RETRIES,
+    retry_delay_seconds=IO_RETRY_DELAYS,
+    retry_condition_fn=_io_error,
+)
 def publish_snapshot(ctx: pipeline.RunContext, summary: pipeline.IngestSummary) -> None:
     pipeline.publish_snapshot(ctx, summary)
 
 
-@task(cache_policy=NO_CACHE, retries=IO_RETRIES, retry_delay_seconds=IO_RETRY_DELAYS)
+@task(
+    cache_policy=NO_CACHE,
+    retries=IO_RETRIES,
+    retry_delay_seconds=IO_RETRY_DELAYS,
+    retry_condition_fn=_io_error,
+)
 def render(settings: Settings, run_status: str, run_id: str) -> ReportResult:
     return render_report(
         settings.warehouse,

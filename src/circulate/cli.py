@@ -25,6 +25,7 @@ DEMO_SEED = 2012  # the Bristol Pound's launch year
 def prepare_prefect_environment(data_dir: Path = Path("data")) -> None:
     """Keep Prefect offline and its state under ``data/`` (must run before importing it)."""
     os.environ.setdefault("PREFECT_HOME", str((data_dir / "prefect").resolve()))
+    Path(os.environ["PREFECT_HOME"]).mkdir(parents=True, exist_ok=True)
     os.environ.setdefault("DO_NOT_TRACK", "1")
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     os.environ.setdefault("PREFECT_UI_ENABLED", "false")
@@ -46,6 +47,10 @@ def _run_flow(inbox: Path | None, warehouse: Path | None, reports: Path | None) 
 
 
 def command_run(args: argparse.Namespace) -> int:
+    from circulate.ingest.canonical import require_inbox
+    from circulate.settings import Settings
+
+    require_inbox(args.input or Settings().inbox)  # fail before starting Prefect
     started = time.perf_counter()
     report = _run_flow(args.input, args.warehouse, args.reports)
     _say(f"nightly run finished in {time.perf_counter() - started:.1f} s")

@@ -58,7 +58,8 @@ class IngestSummary:
 
     @property
     def rows_loaded(self) -> int:
-        return sum(f.rows_loaded for f in self.files)
+        """Transactions loaded (attribute rows such as accounts are not counted)."""
+        return sum(f.rows_loaded for f in self.files if f.role == "transactions")
 
     @property
     def files_new(self) -> int:
@@ -69,19 +70,26 @@ class IngestSummary:
         return [f for f in self.files if f.status == "rejected"]
 
     def lines(self) -> list[str]:
-        """One human-readable line per new file."""
-        out = []
+        """A total line, then one line for each file that needs a person's attention."""
+        rows_in = sum(f.rows_in for f in self.files)
+        duplicates = sum(f.rows_duplicate for f in self.files)
+        quarantined = sum(f.rows_quarantined for f in self.files)
+        out = [
+            f"{self.files_new} new file(s): {rows_in:,} rows in, {self.rows_loaded:,} "
+            f"transactions loaded, {duplicates:,} duplicates, {quarantined:,} quarantined, "
+            f"{len(self.files_rejected)} file(s) rejected"
+        ]
         for f in self.files:
             if f.status == "rejected":
                 out.append(f"{f.file_name}: REJECTED — {f.message}")
-                continue
-            reasons = ", ".join(f"{n} {r}" for r, n in list(f.reasons.items())[:3])
-            out.append(
-                f"{f.file_name}: {f.rows_in} rows in, {f.rows_loaded} loaded, "
-                f"{f.rows_duplicate} duplicates, {f.rows_quarantined} quarantined"
-                + (f" ({reasons})" if reasons else "")
-                + (" [new version of a loaded file]" if f.new_version else "")
-            )
+            elif f.rows_duplicate or f.rows_quarantined or f.new_version:
+                reasons = ", ".join(f"{n} {r}" for r, n in list(f.reasons.items())[:3])
+                out.append(
+                    f"{f.file_name}: {f.rows_in} rows in, {f.rows_loaded} loaded, "
+                    f"{f.rows_duplicate} duplicates, {f.rows_quarantined} quarantined"
+                    + (f" ({reasons})" if reasons else "")
+                    + (" [new version of a file loaded before]" if f.new_version else "")
+                )
         return out
 
 

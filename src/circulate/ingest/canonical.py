@@ -20,6 +20,7 @@ from pathlib import Path
 import duckdb
 import polars as pl
 
+from circulate.errors import InputError
 from circulate.ingest.pseudonym import pseudonymise
 
 TRANSACTION_COLUMNS = ("txn_id", "occurred_at", "source_id", "target_id", "amount", "kind")
@@ -84,6 +85,15 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
+def require_inbox(inbox: Path) -> None:
+    """Raise a clear error when the input folder is missing."""
+    if not inbox.is_dir():
+        raise InputError(
+            f"Input folder {inbox} does not exist: pass --input with the folder that holds "
+            "the export files (for example data/inbox)."
+        )
+
+
 def discover_files(inbox: Path) -> list[tuple[Path, str]]:
     """Input files in load order: attribute files first, then exports by name.
 
@@ -91,13 +101,7 @@ def discover_files(inbox: Path) -> list[tuple[Path, str]]:
     -------
     list of (path, role) where role is ``accounts``, ``areas`` or ``transactions``.
     """
-    if not inbox.is_dir():
-        from circulate.errors import InputError
-
-        raise InputError(
-            f"Input folder {inbox} does not exist: pass --input with the folder that holds "
-            "the export files (for example data/inbox)."
-        )
+    require_inbox(inbox)
     found: list[tuple[Path, str]] = []
     for name, role in ATTRIBUTE_FILES.items():
         if (inbox / name).is_file():

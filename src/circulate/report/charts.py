@@ -34,6 +34,7 @@ IMAGE_WIDTH = 720
 CHART_HEIGHT = 280
 #: Vega-Lite version of this Altair in vl-convert's spelling, e.g. "v6_4".
 VL_VERSION = "_".join(alt.SCHEMA_VERSION.split(".")[:2])
+SHORT_HISTORY_DAYS: Final = 120
 
 
 @dataclass(frozen=True)
@@ -126,7 +127,13 @@ def money_supply_chart(data: ReportData, symbol: str) -> ReportChart:
         )
         .mark_line(color=OKABE_ITO[0], strokeWidth=2, interpolate="step-after")
         .encode(
-            x=alt.X("period_start:T", timeUnit=x_unit, title="Date", axis=alt.Axis(format="%b %Y")),
+            x=alt.X(
+                "period_start:T",
+                timeUnit=x_unit,
+                title="Date",
+                # Short histories need day labels; "%b %Y" would repeat the same month.
+                axis=alt.Axis(format="%d %b" if len(frame) <= SHORT_HISTORY_DAYS else "%b %Y"),
+            ),
             y=alt.Y(
                 "money_supply:Q",
                 title=f"Money in circulation ({symbol})",
@@ -207,7 +214,8 @@ def monthly_transfers_chart(data: ReportData, symbol: str, k_anonymity: int) -> 
         )
         .mark_bar(color=OKABE_ITO[1])
         .encode(
-            x=alt.X("month:T", timeUnit=x_unit, title="Month", axis=alt.Axis(format="%b %Y")),
+            # Ordinal months: one labelled bar per month, however short the history.
+            x=alt.X("month:O", timeUnit=x_unit, title="Month", axis=alt.Axis(format="%b %Y")),
             y=alt.Y(
                 "transfer_volume:Q",
                 title=f"Transfer volume ({symbol})",

@@ -1,0 +1,62 @@
+"""The real ``circulate`` command, as a user runs it."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.integration
+
+
+def _circulate(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    command = [str(Path(sys.executable).parent / "circulate"), *args]
+    # As a user runs it: Prefect's home is the CLI's default, not the test session's.
+    env = {k: v for k, v in os.environ.items() if k != "PREFECT_HOME"}
+    return subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=300, env=env)
+
+
+def test_generate_then_run_prints_the_report_path(tmp_path: Path) -> None:
+    generated = _circulate(
+        "generate",
+        "--out",
+        "scheme",
+        "--seed",
+        "5",
+        "--transactions",
+        "800",
+        "--days",
+        "20",
+        cwd=tmp_path,
+    )
+    assert generated.returncode == 0, generated.stderr
+    assert "wrote 800 transactions over 20 days" in generated.stderr
+    truth = json.loads((tmp_path / "scheme" / "ground_truth.json").read_text())
+    assert truth["rows"] == 800
+
+    ran = _circulate(
+        "run",
+        "--input",
+        "scheme",
+        "--warehouse",
+        "wh/circulate.duckdb",
+        "--reports",
+        "out",
+        cwd=tmp_path,
+    )
+    assert ran.returncode == 0, ran.stderr[-3000:]
+    report = Path(ran.stdout.strip().splitlines()[-1])
+    assert report == Path("out/2025-01-20/index.html")
+    assert (tmp_path / report).is_file()
+    assert (tmp_path / "data" / "prefect").is_dir(), "Prefect's state stays under data/"
+
+
+def test_missing_input_folder_is_a_clear_error(tmp_path: Path) -> None:
+    ran = _circulate("run", "--input", "nowhere", "--warehouse", "wh/c.duckdb", cwd=tmp_path)
+    assert ran.returncode == 2
+    assert "Input folder nowhere does not exist" in ran.stderr
+    assert not (tmp_path / "wh" / "c.duckdb").exists()
