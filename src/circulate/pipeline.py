@@ -21,6 +21,7 @@ import duckdb
 from circulate.errors import AssertionsFailed
 from circulate.ingest.canonical import FileResult, IngestContext, ingest_inbox
 from circulate.ingest.pseudonym import load_key
+from circulate.metrics import python_models
 from circulate.settings import Settings
 from circulate.warehouse import publish as snapshot
 from circulate.warehouse.connection import connect
@@ -150,7 +151,9 @@ def ingest_new_files(ctx: RunContext, progress: Progress = _quiet) -> IngestSumm
 def build_models(ctx: RunContext, progress: Progress = _quiet) -> list[str]:
     """Rebuild every staging, intermediate and mart model in the build."""
     with _open_build(ctx) as con:
-        return run_models(con, ctx.sql_dir, ctx.parameters, progress=progress)
+        return run_models(
+            con, ctx.sql_dir, ctx.parameters, python_models=python_models(), progress=progress
+        )
 
 
 def check_warehouse(ctx: RunContext) -> None:

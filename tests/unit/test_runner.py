@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import pytest
 
 from circulate.errors import ConfigurationError
 from circulate.warehouse.runner import (
+    PythonModel,
     default_sql_dir,
     discover_models,
     run_assertions,
@@ -105,3 +108,21 @@ def test_project_models_follow_the_conventions() -> None:
     tests = {p.stem for p in (sql_dir / "tests").glob("*.sql")}
     for mart in marts:
         assert any(t.startswith(mart) for t in tests), f"marts.{mart} has no sql/tests assertion"
+
+
+def test_python_model_runs_between_what_it_reads_and_what_reads_it(project: Path) -> None:
+    def build_squares(con: duckdb.DuckDBPyConnection, parameters: Mapping[str, Any]) -> None:
+        values = [row[0] for row in con.execute("select n from staging.numbers").fetchall()]
+        con.execute("create or replace table intermediate.squares (n2 integer)")
+        con.executemany("insert into intermediate.squares values (?)", [[v * v] for v in values])
+
+    squares = PythonModel(
+        "intermediate", "squares", frozenset({"staging.numbers"}), build_squares, "Squares."
+    )
+    _write(project, "marts/c_sum_of_squares.sql", "select sum(n2) as s from intermediate.squares")
+    con = duckdb.connect()
+    _schemas(con)
+    built = run_models(con, project, {"factor": 2}, python_models=[squares])
+    assert built.index("staging.numbers") < built.index("intermediate.squares")
+    assert built.index("intermediate.squares") < built.index("marts.c_sum_of_squares")
+    assert con.execute("from marts.c_sum_of_squares").fetchall() == [(14,)]

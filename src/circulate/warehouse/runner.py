@@ -7,8 +7,9 @@ The leading ``--`` comment block of a model becomes the table's DuckDB comment.
 
 from __future__ import annotations
 
+import inspect
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from graphlib import CycleError, TopologicalSorter
 from pathlib import Path
@@ -62,24 +63,62 @@ class Model:
         return " ".join(part for part in lines if part)
 
 
-def discover_models(sql_dir: Path) -> list[Model]:
-    """All models under ``sql_dir``, ordered so every model runs after what it reads.
+@dataclass(frozen=True)
+class PythonModel:
+    """A table built by a Python function, for work SQL does badly (tracing money, graphs).
+
+    ``build`` must create (or replace) ``<layer>.<name>`` from the tables listed in
+    ``reads``; the runner places it after them and before every model that reads it.
+    """
+
+    layer: str
+    name: str
+    reads: frozenset[str]
+    build: Callable[[duckdb.DuckDBPyConnection, Mapping[str, Any]], None]
+    description: str
+
+    @property
+    def table(self) -> str:
+        return f"{self.layer}.{self.name}"
+
+    @property
+    def depends_on(self) -> set[str]:
+        return set(self.reads)
+
+    @property
+    def path(self) -> Path:
+        return Path(inspect.getsourcefile(self.build) or self.build.__module__)
+
+
+AnyModel = Model | PythonModel
+
+
+def discover_models(sql_dir: Path, python_models: Sequence[PythonModel] = ()) -> list[AnyModel]:
+    """All models under ``sql_dir`` plus ``python_models``, each after what it reads.
 
     Layers run in order (staging, intermediate, marts); inside a layer, references
     between models decide the order and ties go alphabetically.
     """
-    models: dict[str, Model] = {}
+    models: dict[str, AnyModel] = {}
     for layer in LAYERS:
         for path in sorted((sql_dir / layer).glob("*.sql")):
             model = Model(layer, path.stem, path, path.read_text(encoding="utf-8"))
             models[model.table] = model
+    for python_model in python_models:
+        if python_model.table in models:
+            raise ConfigurationError(
+                f"{python_model.table} is built both by {models[python_model.table].path} "
+                f"and by {python_model.path}: keep one."
+            )
+        models[python_model.table] = python_model
     sorter: TopologicalSorter[str] = TopologicalSorter()
-    for table, model in models.items():
-        layer_rank = LAYERS.index(model.layer)
+    for table in sorted(models):
+        candidate = models[table]
+        layer_rank = LAYERS.index(candidate.layer)
         earlier_layers = {
             other for other, m in models.items() if LAYERS.index(m.layer) < layer_rank
         }
-        sorter.add(table, *((model.depends_on & models.keys()) | earlier_layers))
+        sorter.add(table, *((candidate.depends_on & models.keys()) | earlier_layers))
     try:
         order = list(sorter.static_order())
     except CycleError as error:
@@ -109,13 +148,19 @@ def run_models(
     sql_dir: Path,
     parameters: Mapping[str, Any],
     *,
+    python_models: Sequence[PythonModel] = (),
     progress: Callable[[str], None] | None = None,
 ) -> list[str]:
     """Build every model as a table and return the table names in build order."""
     built = []
-    for model in discover_models(sql_dir):
+    for model in discover_models(sql_dir, python_models):
         if progress:
             progress(f"building {model.table}")
+        if isinstance(model, PythonModel):
+            model.build(con, parameters)
+            _comment(con, model.table, model.description)
+            built.append(model.table)
+            continue
         try:
             # Model text and table name come from the project's own files, never from data.
             con.execute(
@@ -124,12 +169,16 @@ def run_models(
             )
         except duckdb.Error as error:
             raise ConfigurationError(f"{model.path}: {error}") from error
-        if model.description:
-            # COMMENT ON takes no parameters; the text is the model file's own header.
-            literal = "'" + model.description.replace("'", "''") + "'"
-            con.execute(f"comment on table {model.table} is {literal}")
+        _comment(con, model.table, model.description)
         built.append(model.table)
     return built
+
+
+def _comment(con: duckdb.DuckDBPyConnection, table: str, description: str) -> None:
+    if description:
+        # COMMENT ON takes no parameters; the text is the model's own description.
+        literal = "'" + description.replace("'", "''") + "'"
+        con.execute(f"comment on table {table} is {literal}")
 
 
 @dataclass(frozen=True)

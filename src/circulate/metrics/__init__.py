@@ -1,0 +1,15 @@
+"""Metrics computed in Python (tracing money, graph algorithms), run as warehouse models.
+
+Each metrics module exposes ``MODELS``: a list of :class:`PythonModel` that the runner
+orders among the SQL models by what they read.
+"""
+
+from __future__ import annotations
+
+from circulate.warehouse.runner import PythonModel
+
+
+def python_models() -> list[PythonModel]:
+    """Every table the nightly build makes in Python (the runner decides the order)."""
+    models: list[PythonModel] = []
+    return models
