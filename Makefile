@@ -3,7 +3,7 @@
 
 PYTHON ?= python3
 UV := $(PYTHON) -m uv
-RUN := $(UV) run --frozen
+RUN := $(UV) run --frozen --no-sync
 export DO_NOT_TRACK := 1
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export PREFECT_HOME := $(CURDIR)/data/prefect
