@@ -77,3 +77,36 @@ def run_stages(settings: Settings) -> pipeline.IngestSummary:
         pipeline.fail_run(ctx, "test", error)
         raise
     return summary
+
+
+# The six-row ledger worked out by hand in tests/unit/test_marts.py.
+HAND_LEDGER = [
+    ("T1", "2025-01-06T09:00:00Z", "ISSUER", "ANN", "100.00", "issuance", "app"),
+    ("T2", "2025-01-06T12:00:00Z", "ANN", "CAFE", "30.00", "transfer", "card"),
+    ("T3", "2025-01-06T23:30:00Z", "ISSUER", "BEN", "50.00", "issuance", "app"),
+    ("T4", "2025-01-08T10:00:00Z", "BEN", "CAFE", "20.00", "transfer", "sms"),
+    ("T5", "2025-01-08T11:00:00Z", "ANN", "ISSUER", "1.50", "fee", "app"),
+    ("T6", "2025-01-08T16:00:00Z", "CAFE", "ISSUER", "25.00", "redemption", "app"),
+]
+HAND_ACCOUNTS = [
+    ("ISSUER", "issuer", "", "", "2024-12-01"),
+    ("ANN", "individual", "", "Easton", "2025-01-01"),
+    ("BEN", "individual", "", "Bedminster", "2025-01-02"),
+    ("CAFE", "business", "food & drink", "Easton", "2024-12-15"),
+]
+
+
+@pytest.fixture
+def published(settings: Settings) -> Settings:
+    """The six-row hand ledger of tests/unit/test_marts.py, published."""
+    write_csv(
+        settings.inbox / "accounts.csv",
+        ("account_id", "account_type", "sector", "area", "joined_at"),
+        HAND_ACCOUNTS,
+    )
+    write_csv(settings.inbox / "areas.csv", ("area", "deprivation_decile"), [("Easton", 2)])
+    write_export(settings, "2025-01-06.csv", HAND_LEDGER[:3])
+    write_export(settings, "2025-01-07.csv", [])
+    write_export(settings, "2025-01-08.csv", HAND_LEDGER[3:])
+    run_stages(settings)
+    return settings

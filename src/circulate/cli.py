@@ -111,6 +111,45 @@ def command_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def command_query(args: argparse.Namespace) -> int:
+    from circulate.analyst import query
+    from circulate.settings import Settings
+
+    print(query(args.warehouse or Settings().warehouse, args.sql, args.output))
+    return 0
+
+
+def command_docs(args: argparse.Namespace) -> int:
+    from circulate.analyst import data_dictionary, open_published
+    from circulate.settings import Settings
+
+    con = open_published(args.warehouse or Settings().warehouse)
+    try:
+        text = data_dictionary(con)
+    finally:
+        con.close()
+    if args.check:
+        current = args.out.read_text(encoding="utf-8") if args.out.exists() else ""
+        if current != text:
+            _say(f"{args.out} is stale: run `circulate docs` and commit the result.")
+            return 1
+        return 0
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(text, encoding="utf-8")
+    _say(f"wrote {args.out}")
+    return 0
+
+
+def command_status(args: argparse.Namespace) -> int:
+    from circulate.analyst import status
+    from circulate.pipeline import run_log_path
+    from circulate.settings import Settings
+
+    settings = Settings().with_paths(warehouse=args.warehouse)
+    print(status(settings.warehouse, run_log_path(settings)))
+    return 0
+
+
 def _positive_int(text: str) -> int:
     value = int(text)
     if value <= 0:
@@ -160,6 +199,32 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"size of the demo scheme (default {DEMO_TRANSACTIONS:,})",
     )
     demo.set_defaults(handler=command_demo)
+
+    query = commands.add_parser(
+        "query", help="run a read-only SQL query on the published warehouse"
+    )
+    query.add_argument("sql", help='for example "from marts.monthly_circulation"')
+    query.add_argument("--warehouse", type=Path, help="published DuckDB file")
+    formats = query.add_mutually_exclusive_group()
+    formats.add_argument("--csv", dest="output", action="store_const", const="csv")
+    formats.add_argument("--json", dest="output", action="store_const", const="json")
+    query.set_defaults(handler=command_query, output="table")
+
+    docs = commands.add_parser(
+        "docs", help="write the data dictionary (docs/data-dictionary.md) from the warehouse"
+    )
+    docs.add_argument("--warehouse", type=Path, help="published DuckDB file")
+    docs.add_argument("--out", type=Path, default=Path("docs/data-dictionary.md"))
+    docs.add_argument(
+        "--check", action="store_true", help="exit 1 when the file differs instead of writing"
+    )
+    docs.set_defaults(handler=command_docs)
+
+    status = commands.add_parser(
+        "status", help="recent runs, the published snapshot's age and row counts"
+    )
+    status.add_argument("--warehouse", type=Path, help="published DuckDB file")
+    status.set_defaults(handler=command_status)
     return parser
 
 

@@ -27,42 +27,10 @@ from __future__ import annotations
 from datetime import date
 from decimal import Decimal
 
-import pytest
-
 from circulate.ingest.pseudonym import pseudonymise
 from circulate.settings import Settings
 from circulate.warehouse.connection import connect
-from tests.conftest import TEST_KEY, run_stages, write_csv, write_export
-
-LEDGER = [
-    ("T1", "2025-01-06T09:00:00Z", "ISSUER", "ANN", "100.00", "issuance", "app"),
-    ("T2", "2025-01-06T12:00:00Z", "ANN", "CAFE", "30.00", "transfer", "card"),
-    ("T3", "2025-01-06T23:30:00Z", "ISSUER", "BEN", "50.00", "issuance", "app"),
-    ("T4", "2025-01-08T10:00:00Z", "BEN", "CAFE", "20.00", "transfer", "sms"),
-    ("T5", "2025-01-08T11:00:00Z", "ANN", "ISSUER", "1.50", "fee", "app"),
-    ("T6", "2025-01-08T16:00:00Z", "CAFE", "ISSUER", "25.00", "redemption", "app"),
-]
-ACCOUNTS = [
-    ("ISSUER", "issuer", "", "", "2024-12-01"),
-    ("ANN", "individual", "", "Easton", "2025-01-01"),
-    ("BEN", "individual", "", "Bedminster", "2025-01-02"),
-    ("CAFE", "business", "food & drink", "Easton", "2024-12-15"),
-]
-
-
-@pytest.fixture
-def published(settings: Settings) -> Settings:
-    write_csv(
-        settings.inbox / "accounts.csv",
-        ("account_id", "account_type", "sector", "area", "joined_at"),
-        ACCOUNTS,
-    )
-    write_csv(settings.inbox / "areas.csv", ("area", "deprivation_decile"), [("Easton", 2)])
-    write_export(settings, "2025-01-06.csv", LEDGER[:3])
-    write_export(settings, "2025-01-07.csv", [])
-    write_export(settings, "2025-01-08.csv", LEDGER[3:])
-    run_stages(settings)
-    return settings
+from tests.conftest import TEST_KEY, run_stages, write_export
 
 
 def money(*texts: str) -> tuple[Decimal, ...]:
