@@ -28,56 +28,50 @@ def _io_error(_task: Task[Any, Any], _run: TaskRun, state: State[Any]) -> bool:
     return isinstance(error, OSError)
 
 
+io_task = task(
+    cache_policy=NO_CACHE,
+    retries=IO_RETRIES,
+    retry_delay_seconds=IO_RETRY_DELAYS,
+    retry_condition_fn=_io_error,
+)
+compute_task = task(cache_policy=NO_CACHE)  # a failed build or check is not retried
+
+
 def _log(message: str) -> None:
     get_run_logger().info(message)
 
 
-@task(
-    cache_policy=NO_CACHE,
-    retries=IO_RETRIES,
-    retry_delay_seconds=IO_RETRY_DELAYS,
-    retry_condition_fn=_io_error,
-)
+@io_task
 def start_run(settings: Settings) -> pipeline.RunContext:
     return pipeline.begin_run(settings)
 
 
-@task(
-    cache_policy=NO_CACHE,
-    retries=IO_RETRIES,
-    retry_delay_seconds=IO_RETRY_DELAYS,
-    retry_condition_fn=_io_error,
-)
+@io_task
 def ingest_new_files(ctx: pipeline.RunContext) -> pipeline.IngestSummary:
     return pipeline.ingest_new_files(ctx, progress=_log)
 
 
-@task(cache_policy=NO_CACHE)
+@compute_task
 def build_models(ctx: pipeline.RunContext) -> list[str]:
     return pipeline.build_models(ctx, progress=_log)
 
 
-@task(cache_policy=NO_CACHE)
+@compute_task
 def check_warehouse(ctx: pipeline.RunContext) -> None:
     pipeline.check_warehouse(ctx)
 
 
-@task(
-    cache_policy=NO_CACHE,
-    retries=IO_RETRIES,
-    retry_delay_seconds=IO_RETRY_DELAYS,
-    retry_condition_fn=_io_error,
-)
+@io_task
 def publish_snapshot(ctx: pipeline.RunContext, summary: pipeline.IngestSummary) -> None:
     pipeline.publish_snapshot(ctx, summary)
 
 
-@task(
-    cache_policy=NO_CACHE,
-    retries=IO_RETRIES,
-    retry_delay_seconds=IO_RETRY_DELAYS,
-    retry_condition_fn=_io_error,
-)
+@io_task
+def export_parquet(ctx: pipeline.RunContext) -> list[Path]:
+    return pipeline.export_parquet(ctx)
+
+
+@io_task
 def render(settings: Settings, run_status: str, run_id: str) -> ReportResult:
     return render_report(
         settings.warehouse,
@@ -111,6 +105,8 @@ def nightly(
                 check_warehouse(ctx)
                 stage = "publish"
                 publish_snapshot(ctx, summary)
+                stage = "export"
+                export_parquet(ctx)
             else:
                 _log("No new export files: the published snapshot is already current.")
                 pipeline.skip_publish(ctx)

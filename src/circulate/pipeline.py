@@ -25,6 +25,7 @@ from circulate.metrics import python_models
 from circulate.settings import Settings
 from circulate.warehouse import publish as snapshot
 from circulate.warehouse.connection import connect
+from circulate.warehouse.export import export_marts
 from circulate.warehouse.runner import default_sql_dir, run_assertions, run_models
 from circulate.warehouse.schema import ensure_persistent_tables
 
@@ -184,6 +185,16 @@ def publish_snapshot(ctx: RunContext, summary: IngestSummary) -> None:
         )
         con.execute("checkpoint")
     snapshot.publish(ctx.build, ctx.settings.warehouse)
+
+
+def parquet_dir(settings: Settings) -> Path:
+    """Where the marts are mirrored as Parquet: ``marts/`` beside the published file."""
+    return settings.warehouse.parent / "marts"
+
+
+def export_parquet(ctx: RunContext) -> list[Path]:
+    """Mirror the published marts as Parquet files for other engines."""
+    return export_marts(ctx.settings.warehouse, parquet_dir(ctx.settings))
 
 
 def skip_publish(ctx: RunContext) -> None:

@@ -9,6 +9,7 @@ from datetime import date
 from decimal import Decimal
 from pathlib import Path
 
+import polars as pl
 import pytest
 
 from circulate.generate import GroundTruth, generate_scheme
@@ -82,6 +83,9 @@ def test_flow_publishes_exactly_the_ground_truth(
     }
     assert sum(balances.values(), Decimal(0)) == truth.totals.money_supply_end
     con.close()
+
+    parquet = settings.warehouse.parent / "marts" / "monthly_circulation.parquet"
+    assert pl.read_parquet(parquet).height == len(truth.monthly)
 
     # A second night on the same inbox loads nothing and leaves the snapshot as it was.
     before = settings.warehouse.read_bytes()

@@ -77,3 +77,24 @@ def test_stale_lock_of_a_dead_process_is_taken_over(settings: Settings) -> None:
     )
     with run_lock(lock):
         assert json.loads(lock.read_text())["pid"] == os.getpid()
+
+
+def test_marts_are_mirrored_as_parquet(published: Settings) -> None:
+    import polars as pl
+
+    from circulate.warehouse.export import export_marts
+
+    out = published.warehouse.parent / "marts"
+    written = export_marts(published.warehouse, out)
+    assert {p.name for p in written} >= {
+        "daily_circulation.parquet",
+        "monthly_circulation.parquet",
+        "account_balances.parquet",
+    }
+    daily = pl.read_parquet(out / "daily_circulation.parquet")
+    assert daily["money_supply"].cast(pl.Float64).to_list() == [150.0, 150.0, 123.5]
+    # A second export replaces the folder whole and leaves no staging folders behind.
+    export_marts(published.warehouse, out)
+    assert sorted(p.name for p in out.parent.iterdir() if p.name.startswith("marts")) == [
+        "marts"
+    ]
