@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 import time
 from collections.abc import Sequence
@@ -28,7 +29,6 @@ def prepare_prefect_environment(data_dir: Path = Path("data")) -> None:
     Path(os.environ["PREFECT_HOME"]).mkdir(parents=True, exist_ok=True)
     os.environ.setdefault("DO_NOT_TRACK", "1")
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-    os.environ.setdefault("PREFECT_UI_ENABLED", "false")
 
 
 def _say(message: str) -> None:
@@ -108,6 +108,44 @@ def command_demo(args: argparse.Namespace) -> int:
     _say(f"query it:  uv run duckdb -readonly {settings.warehouse}")
     _say("report (open it in a browser; it works offline):")
     print(report)
+    return 0
+
+
+def command_serve(args: argparse.Namespace) -> int:
+    from circulate.prefect_server import start_local_server
+    from circulate.settings import Settings
+
+    prepare_prefect_environment()
+    settings = Settings().with_paths(
+        inbox=args.input, warehouse=args.warehouse, reports=args.reports
+    )
+    server = None
+    api_url = args.api_url or os.environ.get("PREFECT_API_URL")
+    if not api_url:
+        log_file = Path(os.environ["PREFECT_HOME"]) / "server.log"
+        _say(f"starting a local Prefect server on 127.0.0.1:{args.port} (log: {log_file})")
+        server, api_url = start_local_server(args.port, log_file)
+    os.environ["PREFECT_API_URL"] = api_url  # before Prefect is imported below
+    # systemd and `kill` stop with SIGTERM: leave through `finally` so the server stops too.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    _say(
+        f"serving circulate-nightly/nightly on '{args.cron}' ({args.timezone}) via {api_url}; "
+        f"UI: {api_url.removesuffix('/api')}; stop with Ctrl-C"
+    )
+    try:
+        from flows.deploy import serve_nightly
+
+        serve_nightly(
+            cron=args.cron,
+            timezone=args.timezone,
+            inbox=settings.inbox,
+            warehouse=settings.warehouse,
+            reports=settings.reports,
+        )
+    finally:
+        if server is not None:
+            server.terminate()
+            server.wait(timeout=30)
     return 0
 
 
@@ -199,6 +237,20 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"size of the demo scheme (default {DEMO_TRANSACTIONS:,})",
     )
     demo.set_defaults(handler=command_demo)
+
+    serve = commands.add_parser(
+        "serve", help="serve the nightly run on a schedule from a (local) Prefect server"
+    )
+    serve.add_argument("--cron", default="0 2 * * *", help="schedule (default 02:00 daily)")
+    serve.add_argument("--timezone", default="Europe/London", help="timezone of the schedule")
+    serve.add_argument("--input", type=Path, help="folder of export files (default data/inbox)")
+    serve.add_argument("--warehouse", type=Path, help="published DuckDB file")
+    serve.add_argument("--reports", type=Path, help="folder for reports (default reports/)")
+    serve.add_argument(
+        "--api-url", help="an existing Prefect API (default: PREFECT_API_URL, else start one)"
+    )
+    serve.add_argument("--port", type=int, default=4200, help="port of the local server it starts")
+    serve.set_defaults(handler=command_serve)
 
     query = commands.add_parser(
         "query", help="run a read-only SQL query on the published warehouse"
