@@ -8,7 +8,7 @@ export DO_NOT_TRACK := 1
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export PREFECT_HOME := $(CURDIR)/data/prefect
 
-.PHONY: install demo test lint typecheck unit format clean
+.PHONY: install demo test lint typecheck unit format bench clean
 
 .venv/.installed: pyproject.toml uv.lock
 	@$(UV) --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet --disable-pip-version-check 'uv>=0.9'
@@ -31,6 +31,11 @@ unit: install
 	$(RUN) pytest
 
 test: lint typecheck unit
+
+# Not part of `make test`: generates 1 M and 10 M transaction schemes (cached in bench/cache).
+bench: install
+	$(RUN) python bench/pipeline.py
+	$(RUN) python bench/bench_tracer.py
 
 format: install
 	$(RUN) ruff format .

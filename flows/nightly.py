@@ -57,6 +57,11 @@ def build_models(ctx: pipeline.RunContext) -> list[str]:
 
 
 @compute_task
+def validate_batch(ctx: pipeline.RunContext) -> None:
+    pipeline.validate_new_batch(ctx, progress=_log)
+
+
+@compute_task
 def check_warehouse(ctx: pipeline.RunContext) -> None:
     pipeline.check_warehouse(ctx)
 
@@ -99,6 +104,8 @@ def nightly(
         try:
             summary = ingest_new_files(ctx)
             if summary.files_new:
+                stage = "validate"
+                validate_batch(ctx)
                 stage = "build"
                 build_models(ctx)
                 stage = "check"
@@ -114,6 +121,6 @@ def nightly(
         except Exception as error:
             pipeline.fail_run(ctx, stage, error)
             if settings.warehouse.exists():
-                render(settings, "failed", ctx.run_id)
+                render(settings, pipeline.failure_status(error), ctx.run_id)
             raise
         return str(render(settings, "success", ctx.run_id).index_html)

@@ -64,19 +64,7 @@ def write_export(settings: Settings, name: str, rows: Iterable[Sequence[object]]
 
 def run_stages(settings: Settings) -> pipeline.IngestSummary:
     """The nightly flow's stages in order, without Prefect (the flow adds only tasks)."""
-    ctx = pipeline.begin_run(settings)
-    try:
-        summary = pipeline.ingest_new_files(ctx)
-        if not summary.files_new:
-            pipeline.skip_publish(ctx)
-            return summary
-        pipeline.build_models(ctx)
-        pipeline.check_warehouse(ctx)
-        pipeline.publish_snapshot(ctx, summary)
-    except Exception as error:
-        pipeline.fail_run(ctx, "test", error)
-        raise
-    return summary
+    return pipeline.run_in_process(settings)
 
 
 # The six-row ledger worked out by hand in tests/unit/test_marts.py.

@@ -3,6 +3,7 @@
 circulate demo                      generate a one-year scheme, run the nightly flow once
 circulate run [--input DIR] ...     ingest new exports, build, check, publish, report
 circulate generate --out DIR ...    write a synthetic scheme with its ground truth
+circulate metrics [--json] ...      circulation and multiplier metrics of the published warehouse
 """
 
 from __future__ import annotations
@@ -71,12 +72,36 @@ def command_generate(args: argparse.Namespace) -> int:
         timezone=args.timezone,
         progress=_say,
     )
+    if args.format != "canonical":
+        from circulate.generate.formats import convert_scheme
+
+        convert_scheme(args.out, args.format)
     elapsed = time.perf_counter() - started
     rows = truth.rows
     _say(
         f"wrote {rows:,} transactions over {args.days} days to {args.out} "
-        f"in {elapsed:.1f} s ({rows / max(elapsed, 1e-9):,.0f} rows/s)"
+        f"({args.format} format) in {elapsed:.1f} s ({rows / max(elapsed, 1e-9):,.0f} rows/s)"
     )
+    return 0
+
+
+def command_ingest(args: argparse.Namespace) -> int:
+    from circulate import pipeline
+    from circulate.ingest.canonical import require_inbox
+    from circulate.ingest.summary import file_lines
+    from circulate.settings import Settings
+
+    require_inbox(args.input)
+    settings = Settings().with_paths(inbox=args.input, warehouse=args.warehouse)
+    started = time.perf_counter()
+    summary = pipeline.run_in_process(settings, progress=_say)
+    for line in file_lines(summary.files):
+        print(line)
+    if not summary.files_new:
+        _say("nothing new to ingest; the published warehouse is unchanged")
+        return 0
+    elapsed = time.perf_counter() - started
+    _say(f"published {settings.warehouse} in {elapsed:.1f} s")
     return 0
 
 
@@ -188,6 +213,47 @@ def command_status(args: argparse.Namespace) -> int:
     return 0
 
 
+def command_validate(args: argparse.Namespace) -> int:
+    from circulate.pipeline import new_run_id
+    from circulate.settings import Settings
+    from circulate.validate.run import validate_published
+    from circulate.validate.store import format_table
+
+    settings = Settings().with_paths(warehouse=args.warehouse)
+    reports = validate_published(
+        settings.warehouse,
+        run_id=new_run_id(),
+        thresholds=settings.validation,
+        timezone=settings.timezone,
+        all_batches=args.all,
+    )
+    for report in reports:
+        print(report.summary())
+        print(format_table(report.results))
+    return max((r.exit_code for r in reports), default=0)
+
+
+def command_metrics(args: argparse.Namespace) -> int:
+    import json
+
+    from circulate.analyst import open_published
+    from circulate.metrics.circulation import read_metrics
+    from circulate.settings import Settings
+
+    con = open_published(args.warehouse or Settings().warehouse)
+    try:
+        rows = read_metrics(con, args.period or "all")
+    finally:
+        con.close()
+    if args.json:
+        print(json.dumps(rows if args.period else (rows[0] if rows else {}), indent=2))
+        return 0
+    for row in rows:
+        width = max(len(name) for name in row)
+        print("\n".join(f"{name:<{width}}  {value}" for name, value in row.items()), end="\n\n")
+    return 0
+
+
 def _positive_int(text: str) -> int:
     value = int(text)
     if value <= 0:
@@ -225,7 +291,24 @@ def build_parser() -> argparse.ArgumentParser:
         "--start", type=date.fromisoformat, default=date(2025, 1, 1), help="first day (YYYY-MM-DD)"
     )
     generate.add_argument("--timezone", default="Europe/London", help="scheme timezone")
+    generate.add_argument(
+        "--format",
+        choices=("canonical", "sarafu", "cyclos"),
+        default="canonical",
+        help="export layout to write (sarafu and cyclos add a scheme.toml)",
+    )
     generate.set_defaults(handler=command_generate)
+
+    ingest = commands.add_parser(
+        "ingest", help="ingest DIR alone (build, check, publish; no report, no Prefect)"
+    )
+    ingest.add_argument("input", type=Path, help="folder of export files")
+    ingest.add_argument(
+        "--warehouse",
+        type=Path,
+        help="published DuckDB file (default data/warehouse/circulate.duckdb)",
+    )
+    ingest.set_defaults(handler=command_ingest)
 
     demo = commands.add_parser(
         "demo", help="generate a one-year scheme into data/inbox, run the nightly flow once"
@@ -277,6 +360,30 @@ def build_parser() -> argparse.ArgumentParser:
     )
     status.add_argument("--warehouse", type=Path, help="published DuckDB file")
     status.set_defaults(handler=command_status)
+
+    validate = commands.add_parser(
+        "validate",
+        help="re-run the data checks on the published warehouse (exit 0 clean, 1 warnings, "
+        "2 critical failures)",
+    )
+    validate.add_argument("--warehouse", type=Path, help="published DuckDB file")
+    validate.add_argument(
+        "--all", action="store_true", help="check every batch, not only the latest"
+    )
+    validate.set_defaults(handler=command_validate)
+
+    metrics = commands.add_parser(
+        "metrics",
+        help="circulation, multiplier and holding metrics from the published warehouse",
+    )
+    metrics.add_argument("--warehouse", type=Path, help="published DuckDB file")
+    metrics.add_argument("--json", action="store_true", help="print JSON")
+    metrics.add_argument(
+        "--period",
+        choices=("day", "week", "month"),
+        help="one entry per period (a JSON list) instead of the whole history",
+    )
+    metrics.set_defaults(handler=command_metrics)
     return parser
 
 

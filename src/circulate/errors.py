@@ -17,5 +17,9 @@ class AssertionsFailed(CirculateError):
     """Warehouse assertions returned offending rows; nothing was published."""
 
 
+class ValidationFailed(CirculateError):
+    """A critical expectation failed on the new batch; nothing was published."""
+
+
 class RunLocked(CirculateError):
     """Another run holds the lock."""

@@ -18,14 +18,16 @@ from typing import Any
 
 import duckdb
 
-from circulate.errors import AssertionsFailed
+from circulate.errors import AssertionsFailed, ValidationFailed
 from circulate.ingest.canonical import FileResult, IngestContext, ingest_inbox
 from circulate.ingest.pseudonym import load_key
+from circulate.ingest.summary import file_line
 from circulate.metrics import python_models
 from circulate.settings import Settings
 from circulate.warehouse import publish as snapshot
 from circulate.warehouse.connection import connect
 from circulate.warehouse.export import export_marts
+from circulate.warehouse.lock import run_lock
 from circulate.warehouse.runner import default_sql_dir, run_assertions, run_models
 from circulate.warehouse.schema import ensure_persistent_tables
 
@@ -49,7 +51,7 @@ class RunContext:
     @property
     def parameters(self) -> dict[str, Any]:
         """Named parameters available to every SQL model and assertion."""
-        return {"timezone": self.settings.timezone}
+        return {"timezone": self.settings.timezone, "k_anonymity": self.settings.k_anonymity}
 
 
 @dataclass
@@ -81,17 +83,11 @@ class IngestSummary:
             f"transactions loaded, {duplicates:,} duplicates, {quarantined:,} quarantined, "
             f"{len(self.files_rejected)} file(s) rejected"
         ]
-        for f in self.files:
-            if f.status == "rejected":
-                out.append(f"{f.file_name}: REJECTED — {f.message}")
-            elif f.rows_duplicate or f.rows_quarantined or f.new_version:
-                reasons = ", ".join(f"{n} {r}" for r, n in list(f.reasons.items())[:3])
-                out.append(
-                    f"{f.file_name}: {f.rows_in} rows in, {f.rows_loaded} loaded, "
-                    f"{f.rows_duplicate} duplicates, {f.rows_quarantined} quarantined"
-                    + (f" ({reasons})" if reasons else "")
-                    + (" [new version of a file loaded before]" if f.new_version else "")
-                )
+        out += [
+            file_line(f)
+            for f in self.files
+            if f.status == "rejected" or f.rows_duplicate or f.rows_quarantined or f.new_version
+        ]
         return out
 
 
@@ -157,10 +153,49 @@ def build_models(ctx: RunContext, progress: Progress = _quiet) -> list[str]:
         )
 
 
+def validate_new_batch(ctx: RunContext, progress: Progress = _quiet) -> None:
+    """Run the batch suites on the rows this run loaded; store every result in the build.
+
+    Runs after ingestion and before the models, so a blocked batch never reaches the
+    money tracer; the warehouse-wide SQL assertions follow in ``check_warehouse``. A
+    critical failure also writes the results beside the warehouse (the build holding
+    them in ``audit.validation_results`` is abandoned) and raises ``ValidationFailed``;
+    warnings are published with the run and shown in the report.
+    """
+    # Great Expectations takes seconds to import: only runs that validate pay for it.
+    from circulate.validate.run import validate_batch
+    from circulate.validate.store import results_path, store_results, write_results_file
+
+    with _open_build(ctx) as con:
+        report = validate_batch(
+            con,
+            run_id=ctx.run_id,
+            batch_id=ctx.run_id,
+            thresholds=ctx.settings.validation,
+            timezone=ctx.settings.timezone,
+        )
+        store_results(con, report)
+    progress(report.summary())
+    if report.critical_failures:
+        path = write_results_file(results_path(ctx.settings.warehouse, ctx.run_id), report)
+        raise ValidationFailed(
+            "The new batch failed validation; nothing was published and the previous "
+            f"snapshot stays in place. Results: {path}\n{report.summary()}"
+        )
+
+
 def check_warehouse(ctx: RunContext) -> None:
-    """Run the SQL assertions; raise, naming each failing one, if any returns rows."""
+    """Run the SQL assertions; raise, naming each failing one, if any returns rows.
+
+    Each assertion's outcome is stored in ``audit.validation_results`` (suite
+    ``warehouse``, all critical), so a published run carries its pass record; a failure's
+    details go to the run log through the error message.
+    """
+    from circulate.validate.assertions import record_assertions
+
     with _open_build(ctx) as con:
         failures = run_assertions(con, ctx.sql_dir, ctx.parameters)
+        record_assertions(con, ctx.sql_dir, failures, run_id=ctx.run_id)
     if failures:
         details = "\n".join(f.describe() for f in failures)
         raise AssertionsFailed(
@@ -202,6 +237,15 @@ def skip_publish(ctx: RunContext) -> None:
     snapshot.abandon(ctx.build)
 
 
+def failure_status(error: BaseException) -> str:
+    """Run status the report shows for a failed run: a blocked batch is named.
+
+    >>> failure_status(ValidationFailed("x")), failure_status(AssertionsFailed("y"))
+    ('failed_validation', 'failed')
+    """
+    return "failed_validation" if isinstance(error, ValidationFailed) else "failed"
+
+
 def fail_run(ctx: RunContext, stage: str, error: BaseException) -> None:
     """Abandon the build and log the failure; the published snapshot is untouched."""
     snapshot.abandon(ctx.build)
@@ -240,3 +284,47 @@ def last_run_status(settings: Settings) -> str:
         return "success"
     lines = path.read_text(encoding="utf-8").strip().splitlines()
     return str(json.loads(lines[-1])["status"]) if lines else "success"
+
+
+def run_in_process(
+    settings: Settings,
+    *,
+    progress: Progress = _quiet,
+    on_stage: Progress = _quiet,
+) -> IngestSummary:
+    """Every stage of a night in order, without Prefect.
+
+    ``circulate ingest``, the tests and the benchmarks use this; ``flows/nightly.py`` runs
+    the same stages as Prefect tasks. ``on_stage`` is called with each stage's name just
+    before it starts (benchmarks time stages with it). A failure abandons the build, logs
+    the run and re-raises; the published snapshot is untouched.
+    """
+    with run_lock(lock_path(settings)):
+        return _run_stages(settings, progress, on_stage)
+
+
+def _run_stages(settings: Settings, progress: Progress, on_stage: Progress) -> IngestSummary:
+    on_stage("start")
+    ctx = begin_run(settings)
+    stage = "ingest"
+    try:
+        on_stage(stage)
+        summary = ingest_new_files(ctx, progress)
+        if not summary.files_new:
+            skip_publish(ctx)
+        else:
+            for stage, run_stage in (
+                ("validate", lambda: validate_new_batch(ctx, progress)),
+                ("build", lambda: build_models(ctx, progress)),
+                ("check", lambda: check_warehouse(ctx)),
+                ("publish", lambda: publish_snapshot(ctx, summary)),
+                ("export", lambda: export_parquet(ctx)),
+            ):
+                on_stage(stage)
+                run_stage()
+    except Exception as error:
+        fail_run(ctx, stage, error)
+        raise
+    on_stage("done")
+    record_run(ctx, status="success", stage=stage, summary=summary)
+    return summary

@@ -22,6 +22,75 @@ def _env_path(name: str, default: str) -> Path:
     return Path(os.environ.get(name, default))
 
 
+def _env_number(name: str, default: str) -> float:
+    text = os.environ.get(name, default)
+    try:
+        return float(text)
+    except ValueError as error:
+        raise ConfigurationError(
+            f"{name}={text!r} is not a number: set it to e.g. {default}."
+        ) from error
+
+
+@dataclass(frozen=True)
+class ValidationThresholds:
+    """Limits the batch expectations check against (``CIRCULATE_VALIDATION_*`` overrides).
+
+    Attributes
+    ----------
+    amount_ceiling
+        A single payment above this (units of the local currency) is flagged (warning).
+    day_tolerance_hours
+        How far outside its export file's local day a timestamp may lie (warning).
+    history_days
+        Trailing days the row-count and volume band is measured on; with fewer days on
+        file the band check is skipped and says so.
+    band_factor
+        A day's rows or transfer volume may be at most this many times above, or this many
+        times below, the median of the same weekday in the trailing window (warning). On a
+        generated year the ratios stay within 0.84–2.8, a tenfold spike is far outside.
+    quarantine_warning, quarantine_critical
+        Share of the run's input rows quarantined above which the run is flagged, and
+        above which it is blocked.
+    duplicate_warning
+        Share of re-sent identical rows above which the run is flagged.
+    """
+
+    amount_ceiling: float = field(
+        default_factory=lambda: _env_number("CIRCULATE_VALIDATION_AMOUNT_CEILING", "100000")
+    )
+    day_tolerance_hours: float = field(
+        default_factory=lambda: _env_number("CIRCULATE_VALIDATION_DAY_TOLERANCE_HOURS", "2")
+    )
+    history_days: int = field(
+        default_factory=lambda: int(_env_number("CIRCULATE_VALIDATION_HISTORY_DAYS", "28"))
+    )
+    band_factor: float = field(
+        default_factory=lambda: _env_number("CIRCULATE_VALIDATION_BAND_FACTOR", "4")
+    )
+    quarantine_warning: float = field(
+        default_factory=lambda: _env_number("CIRCULATE_VALIDATION_QUARANTINE_WARNING", "0.005")
+    )
+    quarantine_critical: float = field(
+        default_factory=lambda: _env_number("CIRCULATE_VALIDATION_QUARANTINE_CRITICAL", "0.05")
+    )
+    duplicate_warning: float = field(
+        default_factory=lambda: _env_number("CIRCULATE_VALIDATION_DUPLICATE_WARNING", "0.01")
+    )
+
+    def __post_init__(self) -> None:
+        if self.band_factor <= 1 or self.history_days < 1 or self.amount_ceiling <= 0:
+            raise ConfigurationError(
+                f"Validation thresholds out of range ({self}): band_factor must exceed 1, "
+                "history_days be at least 1 and amount_ceiling be positive."
+            )
+        if not 0 <= self.quarantine_warning <= self.quarantine_critical <= 1:
+            raise ConfigurationError(
+                f"quarantine_warning={self.quarantine_warning} and quarantine_critical="
+                f"{self.quarantine_critical} must satisfy 0 <= warning <= critical <= 1."
+            )
+
+
 @dataclass(frozen=True)
 class Settings:
     """Where circulate reads, writes and keeps its secrets.
@@ -50,6 +119,8 @@ class Settings:
         Shown in reports, for example ``B£`` for Bristol Pounds.
     scheme_name
         Shown in report titles.
+    validation
+        Thresholds of the batch expectations, see :class:`ValidationThresholds`.
     """
 
     inbox: Path = field(default_factory=lambda: _env_path("CIRCULATE_INBOX", "data/inbox"))
@@ -83,6 +154,7 @@ class Settings:
     scheme_name: str = field(
         default_factory=lambda: os.environ.get("CIRCULATE_SCHEME_NAME", "Local currency")
     )
+    validation: ValidationThresholds = field(default_factory=ValidationThresholds)
 
     def __post_init__(self) -> None:
         try:

@@ -4,38 +4,59 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
 from circulate import pipeline
-from circulate.errors import AssertionsFailed, RunLocked
+from circulate.errors import AssertionsFailed, RunLocked, ValidationFailed
 from circulate.settings import Settings
 from circulate.warehouse.lock import run_lock
+from circulate.warehouse.runner import default_sql_dir
 from tests.conftest import run_stages, write_export
 
 FIRST = [("T1", "2025-02-03T10:00:00Z", "ISSUER", "ANN", "40.00", "issuance", "app")]
-# ANN holds 40 but pays 100: the never-negative assertion must stop this night.
+SPEND = [("T2", "2025-02-04T10:00:00Z", "ANN", "SHOP", "10.00", "transfer", "app")]
+# ANN holds 40 but pays 100: validation must stop this night before the models run.
 OVERSPEND = [("T2", "2025-02-04T10:00:00Z", "ANN", "SHOP", "100.00", "transfer", "app")]
 
 
 def test_failing_assertion_leaves_the_published_file_byte_identical(
-    settings: Settings,
+    settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     write_export(settings, "2025-02-03.csv", FIRST)
     run_stages(settings)
     before = settings.warehouse.read_bytes()
-    write_export(settings, "2025-02-04.csv", OVERSPEND)
-    with pytest.raises(AssertionsFailed, match="account_balances_never_negative") as failure:
+    # The project's models plus one assertion that the second night's data violates.
+    sql_dir = tmp_path / "sql"
+    shutil.copytree(default_sql_dir(), sql_dir)
+    (sql_dir / "tests" / "zz_no_day_after_feb_3.sql").write_text(
+        "select day from marts.daily_circulation where day > date '2025-02-03'"
+    )
+    monkeypatch.setattr(pipeline, "default_sql_dir", lambda: sql_dir)
+    write_export(settings, "2025-02-04.csv", SPEND)
+    with pytest.raises(AssertionsFailed, match="zz_no_day_after_feb_3") as failure:
         run_stages(settings)
     assert "previous snapshot stays" in str(failure.value)
     assert settings.warehouse.read_bytes() == before
     leftovers = [p.name for p in settings.warehouse.parent.iterdir()]
-    assert sorted(leftovers) == ["circulate.duckdb", "runs.jsonl"]
+    assert not [name for name in leftovers if ".building" in name or name.endswith(".wal")]
     last = json.loads((settings.warehouse.parent / "runs.jsonl").read_text().splitlines()[-1])
-    assert last["status"] == "failed"
+    assert (last["status"], last["stage"]) == ("failed", "check")
     assert pipeline.last_run_status(settings) == "failed"
+
+
+def test_failed_validation_leaves_the_published_file_byte_identical(settings: Settings) -> None:
+    write_export(settings, "2025-02-03.csv", FIRST)
+    run_stages(settings)
+    before = settings.warehouse.read_bytes()
+    write_export(settings, "2025-02-04.csv", OVERSPEND)
+    with pytest.raises(ValidationFailed, match="payer_never_overdrawn"):
+        run_stages(settings)
+    assert settings.warehouse.read_bytes() == before
 
 
 def test_leftover_build_from_a_crashed_run_is_cleared(settings: Settings) -> None:
@@ -95,6 +116,4 @@ def test_marts_are_mirrored_as_parquet(published: Settings) -> None:
     assert daily["money_supply"].cast(pl.Float64).to_list() == [150.0, 150.0, 123.5]
     # A second export replaces the folder whole and leaves no staging folders behind.
     export_marts(published.warehouse, out)
-    assert sorted(p.name for p in out.parent.iterdir() if p.name.startswith("marts")) == [
-        "marts"
-    ]
+    assert sorted(p.name for p in out.parent.iterdir() if p.name.startswith("marts")) == ["marts"]

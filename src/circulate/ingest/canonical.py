@@ -1,10 +1,12 @@
-"""Ingest canonical export files: every row ends up loaded, a duplicate, or quarantined.
+"""Ingest export files: every row ends up loaded, a duplicate, or quarantined.
 
-A folder holds transaction exports (``exports/*.csv`` or ``*.csv``, optionally gzipped)
-and optional ``accounts.csv`` and ``areas.csv``. The manifest (``audit.files``) records
-each file's sha256, so a file already loaded is skipped and a changed file with the same
-name is loaded as a new version. Rows are parsed and classified inside DuckDB; Python
-only touches the distinct account ids, to pseudonymise them.
+A folder holds transaction exports and optional account and area attributes, in the
+canonical layout or another platform's (``scheme.toml``, see :mod:`.adapters`). The
+manifest (``audit.files``) records each file's sha256, so a file already loaded is
+skipped and a changed file with the same name is loaded as a new version. Files are
+parsed by DuckDB (:mod:`.readers`), mapped to canonical text by SQL (:mod:`.adapters`),
+redacted (:mod:`.privacy`) and classified inside DuckDB; Python only touches the
+distinct account ids, to pseudonymise them.
 """
 
 from __future__ import annotations
@@ -21,19 +23,27 @@ import duckdb
 import polars as pl
 
 from circulate.errors import InputError
+from circulate.ingest.adapters import (
+    SchemeMap,
+    canonical_select,
+    discover,
+    load_scheme_map,
+    required_columns,
+)
+from circulate.ingest.privacy import redaction_sql
 from circulate.ingest.pseudonym import pseudonymise
+from circulate.ingest.readers import UnreadableFile, read_file
 
 TRANSACTION_COLUMNS = ("txn_id", "occurred_at", "source_id", "target_id", "amount", "kind")
-OPTIONAL_TRANSACTION_COLUMNS = ("channel",)
-ACCOUNT_COLUMNS = ("account_id", "account_type")
-OPTIONAL_ACCOUNT_COLUMNS = ("sector", "area", "joined_at")
-AREA_COLUMNS = ("area",)
-OPTIONAL_AREA_COLUMNS = ("deprivation_decile",)
 KINDS = ("issuance", "transfer", "redemption", "fee", "reversal")
 ACCOUNT_TYPES = ("individual", "business", "public_body", "issuer")
-ATTRIBUTE_FILES = {"accounts.csv": "accounts", "areas.csv": "areas"}
 _DAY_IN_NAME = re.compile(r"(\d{4}-\d{2}-\d{2})")
-_SUFFIXES = (".csv", ".csv.gz")
+# Free text that may carry personal data, per role; ids and amounts are never free text.
+_FREE_TEXT = {
+    "transactions": ("channel", "memo"),
+    "accounts": ("sector", "area"),
+    "areas": ("area",),
+}
 
 
 @dataclass
@@ -51,8 +61,12 @@ class FileResult:
     message: str = ""
     reasons: dict[str, int] = field(default_factory=dict)
     new_version: bool = False
+    redactions: int = 0
+    file_format: str = ""
+    adapter: str = "canonical"
 
     def check_accounting(self) -> None:
+        """Raise unless rows_in = loaded + duplicates + quarantined."""
         accounted = self.rows_loaded + self.rows_duplicate + self.rows_quarantined
         if self.status != "rejected" and accounted != self.rows_in:
             raise AssertionError(
@@ -94,7 +108,7 @@ def require_inbox(inbox: Path) -> None:
         )
 
 
-def discover_files(inbox: Path) -> list[tuple[Path, str]]:
+def discover_files(inbox: Path, scheme: SchemeMap | None = None) -> list[tuple[Path, str]]:
     """Input files in load order: attribute files first, then exports by name.
 
     Returns
@@ -102,15 +116,7 @@ def discover_files(inbox: Path) -> list[tuple[Path, str]]:
     list of (path, role) where role is ``accounts``, ``areas`` or ``transactions``.
     """
     require_inbox(inbox)
-    found: list[tuple[Path, str]] = []
-    for name, role in ATTRIBUTE_FILES.items():
-        if (inbox / name).is_file():
-            found.append((inbox / name, role))
-    exports = inbox / "exports" if (inbox / "exports").is_dir() else inbox
-    for path in sorted(exports.iterdir()):
-        if path.is_file() and path.name.endswith(_SUFFIXES) and path.name not in ATTRIBUTE_FILES:
-            found.append((path, "transactions"))
-    return found
+    return discover(inbox, scheme or load_scheme_map(inbox))
 
 
 def _loaded_versions(con: duckdb.DuckDBPyConnection) -> dict[str, set[str]]:
@@ -120,41 +126,60 @@ def _loaded_versions(con: duckdb.DuckDBPyConnection) -> dict[str, set[str]]:
     return versions
 
 
-def _read_strings(path: Path) -> pl.DataFrame:
-    """Read every column as text, numbering rows by their line in the file (header = 1)."""
-    frame = pl.read_csv(path, infer_schema=False)
-    frame = frame.rename({c: c.strip().lstrip("\ufeff").lower() for c in frame.columns})
-    return frame.with_row_index("source_line", offset=2).with_columns(
-        pl.col("source_line").cast(pl.Int64)
-    )
+def _pseudonym_table(con: duckdb.DuckDBPyConnection, columns: tuple[str, ...], key: bytes) -> None:
+    """Make ``pseudonyms(raw_id, pseudonym)`` cover the distinct ids of ``incoming``.
+
+    The temp table lives as long as the connection, so across the files of one run each
+    id is hashed once (the HMAC is the only per-id Python work). A tag of the key keeps
+    pseudonyms made under another key out.
+    """
+    # The table name carries a hash of the key (hex digits, never data).
+    cache = "pseudonym_cache_" + hashlib.sha256(b"circulate-pseudonym-cache" + key).hexdigest()[:16]
+    con.execute(f"create temp table if not exists {cache} (raw_id varchar, pseudonym varchar)")
+    # Column expressions are this module's constants, never data.
+    union = " union ".join(f"select {c} as raw_id from incoming" for c in columns)  # noqa: S608
+    raw_ids = [
+        row[0]
+        for row in con.execute(
+            f"select raw_id from ({union}) where raw_id is not null "  # noqa: S608
+            f"and raw_id not in (select raw_id from {cache})"
+        ).fetchall()
+    ]
+    if raw_ids:
+        mapping = pl.DataFrame(
+            {"raw_id": raw_ids, "pseudonym": [pseudonymise(raw, key) for raw in raw_ids]},
+            schema={"raw_id": pl.String, "pseudonym": pl.String},
+        )
+        con.register("new_pseudonyms", mapping)
+        con.execute(f"insert into {cache} select * from new_pseudonyms")  # noqa: S608
+        con.unregister("new_pseudonyms")
+    con.execute(f"create or replace temp view pseudonyms as select * from {cache}")  # noqa: S608
 
 
-def _add_missing_optional(frame: pl.DataFrame, optional: tuple[str, ...]) -> pl.DataFrame:
-    return frame.with_columns(
-        [pl.lit(None, dtype=pl.String).alias(c) for c in optional if c not in frame.columns]
-    )
-
-
-def _pseudonym_table(con: duckdb.DuckDBPyConnection, raw_ids: list[str], key: bytes) -> None:
-    mapping = pl.DataFrame(
-        {"raw_id": raw_ids, "pseudonym": [pseudonymise(raw, key) for raw in raw_ids]},
-        schema={"raw_id": pl.String, "pseudonym": pl.String},
-    )
-    con.register("pseudonyms", mapping)
-
-
-def _quarantine_private_copy(
-    frame: pl.DataFrame, lines: list[int], ctx: IngestContext, file_name: str
-) -> None:
-    """Keep quarantined rows' raw text where only operators can read it, never published."""
-    if not lines:
-        return
+def _private_folder(ctx: IngestContext) -> Path:
     folder = ctx.private_dir / "quarantine" / ctx.batch_id
     folder.mkdir(parents=True, exist_ok=True)
     for directory in (ctx.private_dir, ctx.private_dir / "quarantine", folder):
         os.chmod(directory, 0o700)
+    return folder
+
+
+def _quarantine_private_copy(
+    con: duckdb.DuckDBPyConnection, ctx: IngestContext, file_name: str
+) -> None:
+    """Keep quarantined rows' raw text where only operators can read it, never published."""
     safe_name = file_name.replace("/", "__")
-    frame.filter(pl.col("source_line").is_in(lines)).write_csv(folder / f"{safe_name}.csv")
+    parsed = con.sql(
+        "select * from incoming_raw where source_line in "
+        "(select source_line from classified where outcome = 'quarantined') order by 1"
+    ).pl()
+    unparsed = con.sql("select * from read_rejects order by source_line").pl()
+    if parsed.height or unparsed.height:
+        folder = _private_folder(ctx)
+        if parsed.height:
+            parsed.write_csv(folder / f"{safe_name}.csv")
+        if unparsed.height:
+            unparsed.write_csv(folder / f"{safe_name}.unparsed.csv")
 
 
 _CLASSIFY_TRANSACTIONS = """
@@ -162,13 +187,15 @@ create or replace temp table classified as
 with cleaned as (
     select
         source_line,
+        adapter_problem,
         nullif(trim(txn_id), '') as txn_id,
         nullif(trim(source_id), '') as source_raw,
         nullif(trim(target_id), '') as target_raw,
         trim(occurred_at) as occurred_text,
         trim(amount) as amount_text,
         lower(trim(kind)) as kind,
-        nullif(trim(channel), '') as channel
+        nullif(trim(channel), '') as channel,
+        nullif(trim(memo), '') as memo
     from incoming
 ),
 parsed as (
@@ -184,10 +211,13 @@ checked as (
         src.pseudonym as source_id,
         tgt.pseudonym as target_id,
         case
+            when adapter_problem is not null then adapter_problem
             when txn_id is null then 'missing txn_id'
             when source_raw is null then 'missing source_id'
             when target_raw is null then 'missing target_id'
+            when nullif(occurred_text, '') is null then 'missing occurred_at'
             when occurred_at is null then 'unparseable timestamp'
+            when nullif(amount_text, '') is null then 'missing amount'
             when amount is null then 'unparseable amount'
             when amount <= 0 then 'amount not positive'
             when not regexp_full_match(amount_text, '[0-9]*(\\.[0-9]{0,2})?')
@@ -253,36 +283,147 @@ left join compared using (source_line)
 
 
 def _ingest_transactions(
-    con: duckdb.DuckDBPyConnection, frame: pl.DataFrame, ctx: IngestContext, result: FileResult
+    con: duckdb.DuckDBPyConnection, ctx: IngestContext, result: FileResult, timezone: str
 ) -> None:
-    frame = _add_missing_optional(frame, OPTIONAL_TRANSACTION_COLUMNS)
-    ids = pl.concat([frame["source_id"], frame["target_id"]]).str.strip_chars()
-    raw_ids = ids.filter(ids.is_not_null() & (ids != "")).unique().to_list()
-    _pseudonym_table(con, raw_ids, ctx.key)
-    con.register("incoming", frame)
-    # Naive timestamps are local to the scheme; explicit offsets and 'Z' win.
-    con.execute("set TimeZone = $tz", {"tz": ctx.timezone})
+    _pseudonym_table(con, ("nullif(trim(source_id), '')", "nullif(trim(target_id), '')"), ctx.key)
+    # Naive timestamps are local to the scheme (or to the export, per scheme.toml);
+    # explicit offsets and 'Z' win.
+    con.execute("set TimeZone = $tz", {"tz": timezone})
     try:
         con.execute(_CLASSIFY_TRANSACTIONS, {"latest_allowed": ctx.now + ctx.future_tolerance})
     finally:
         con.execute("set TimeZone = 'UTC'")
     con.execute(
         """
-        insert into raw.transactions
-        select txn_id, occurred_at, source_id, target_id, amount, kind, channel,
-               $batch_id, $file_name, source_line, $now
+        insert into raw.transactions by name
+        select txn_id, occurred_at, source_id, target_id, amount, kind, channel, memo,
+               $batch_id as batch_id, $file_name as source_file, source_line,
+               $now as ingested_at
         from classified where outcome = 'loaded' order by occurred_at, txn_id
         """,
         {"batch_id": ctx.batch_id, "file_name": result.file_name, "now": ctx.now},
     )
-    _record_quarantine(con, frame, ctx, result)
+
+
+_CLASSIFY_ACCOUNTS = """
+create or replace temp table classified as
+with cleaned as (
+    select
+        source_line,
+        adapter_problem,
+        nullif(trim(account_id), '') as raw_id,
+        lower(trim(account_type)) as account_type,
+        nullif(trim(sector), '') as sector,
+        nullif(trim(area), '') as area,
+        nullif(trim(joined_at), '') as joined_text
+    from incoming
+)
+select
+    cleaned.*,
+    pseudonyms.pseudonym as account_id,
+    try_cast(joined_text as date) as joined_at,
+    null::varchar as txn_id,
+    null::varchar as target_id,
+    pseudonyms.pseudonym as source_id,
+    case
+        when adapter_problem is not null then adapter_problem
+        when cleaned.raw_id is null then 'missing account_id'
+        when account_type not in ('individual', 'business', 'public_body', 'issuer')
+            or account_type is null then 'unknown account_type'
+        when joined_text is not null and try_cast(joined_text as date) is null
+            then 'unparseable joined_at'
+        when count(*) over (partition by cleaned.raw_id) > 1
+            then 'account_id listed more than once'
+    end as reason,
+    case when reason is null then 'loaded' else 'quarantined' end as outcome
+from cleaned
+left join pseudonyms on pseudonyms.raw_id = cleaned.raw_id
+"""
+
+_CLASSIFY_AREAS = """
+create or replace temp table classified as
+with cleaned as (
+    select
+        source_line,
+        adapter_problem,
+        nullif(trim(area), '') as area,
+        nullif(trim(deprivation_decile), '') as decile_text
+    from incoming
+)
+select
+    cleaned.*,
+    try_cast(decile_text as integer) as deprivation_decile,
+    null::varchar as txn_id,
+    null::varchar as source_id,
+    null::varchar as target_id,
+    case
+        when adapter_problem is not null then adapter_problem
+        when area is null then 'missing area'
+        when decile_text is not null and (
+            try_cast(decile_text as integer) is null
+            or try_cast(decile_text as integer) not between 1 and 10
+        ) then 'deprivation_decile not an integer from 1 to 10'
+        when count(*) over (partition by area) > 1 then 'area listed more than once'
+    end as reason,
+    case when reason is null then 'loaded' else 'quarantined' end as outcome
+from cleaned
+"""
+
+
+def _ingest_accounts(
+    con: duckdb.DuckDBPyConnection, ctx: IngestContext, result: FileResult, timezone: str
+) -> None:
+    _pseudonym_table(con, ("nullif(trim(account_id), '')",), ctx.key)
+    con.execute(_CLASSIFY_ACCOUNTS)
+    # The newest file describes an account: it replaces what an older one said.
+    con.execute(
+        "delete from raw.accounts where account_id in "
+        "(select account_id from classified where outcome = 'loaded')"
+    )
+    con.execute(
+        """
+        insert into raw.accounts
+        select account_id, account_type, sector, area, joined_at, $batch_id, $file_name
+        from classified where outcome = 'loaded' order by source_line
+        """,
+        {"batch_id": ctx.batch_id, "file_name": result.file_name},
+    )
+
+
+def _ingest_areas(
+    con: duckdb.DuckDBPyConnection, ctx: IngestContext, result: FileResult, timezone: str
+) -> None:
+    con.execute(_CLASSIFY_AREAS)
+    con.execute(
+        "delete from raw.areas where area in (select area from classified where outcome = 'loaded')"
+    )
+    con.execute(
+        """
+        insert into raw.areas
+        select area, deprivation_decile, $batch_id, $file_name
+        from classified where outcome = 'loaded' order by source_line
+        """,
+        {"batch_id": ctx.batch_id, "file_name": result.file_name},
+    )
+
+
+_LOADERS: dict[str, Callable[[duckdb.DuckDBPyConnection, IngestContext, FileResult, str], None]] = {
+    "transactions": _ingest_transactions,
+    "accounts": _ingest_accounts,
+    "areas": _ingest_areas,
+}
+
+
+def _add_read_rejects(con: duckdb.DuckDBPyConnection) -> None:
+    """Lines the parser could not split become quarantined rows of ``classified``."""
+    con.execute(
+        "insert into classified by name select source_line, reason, 'quarantined' as outcome "
+        "from read_rejects"
+    )
 
 
 def _record_quarantine(
-    con: duckdb.DuckDBPyConnection,
-    frame: pl.DataFrame,
-    ctx: IngestContext,
-    result: FileResult,
+    con: duckdb.DuckDBPyConnection, ctx: IngestContext, result: FileResult
 ) -> None:
     """Count outcomes, store quarantine reasons (pseudonymised ids only) and raw text."""
     counts = dict(con.execute("select outcome, count(*) from classified group by 1").fetchall())
@@ -303,173 +444,81 @@ def _record_quarantine(
         """,
         {"run_id": ctx.run_id, "batch_id": ctx.batch_id, "file_name": result.file_name},
     )
-    lines = [
-        row[0]
-        for row in con.execute(
-            "select source_line from classified where outcome = 'quarantined'"
-        ).fetchall()
-    ]
-    _quarantine_private_copy(frame, lines, ctx, result.file_name)
-
-
-_CLASSIFY_ACCOUNTS = """
-create or replace temp table classified as
-with cleaned as (
-    select
-        source_line,
-        nullif(trim(account_id), '') as raw_id,
-        lower(trim(account_type)) as account_type,
-        nullif(trim(sector), '') as sector,
-        nullif(trim(area), '') as area,
-        nullif(trim(joined_at), '') as joined_text
-    from incoming
-)
-select
-    cleaned.*,
-    pseudonyms.pseudonym as account_id,
-    try_cast(joined_text as date) as joined_at,
-    null::varchar as txn_id,
-    null::varchar as target_id,
-    pseudonyms.pseudonym as source_id,
-    case
-        when cleaned.raw_id is null then 'missing account_id'
-        when account_type not in ('individual', 'business', 'public_body', 'issuer')
-            or account_type is null then 'unknown account_type'
-        when joined_text is not null and try_cast(joined_text as date) is null
-            then 'unparseable joined_at'
-        when count(*) over (partition by cleaned.raw_id) > 1
-            then 'account_id listed more than once'
-    end as reason,
-    case when reason is null then 'loaded' else 'quarantined' end as outcome
-from cleaned
-left join pseudonyms on pseudonyms.raw_id = cleaned.raw_id
-"""
-
-_CLASSIFY_AREAS = """
-create or replace temp table classified as
-with cleaned as (
-    select
-        source_line,
-        nullif(trim(area), '') as area,
-        nullif(trim(deprivation_decile), '') as decile_text
-    from incoming
-)
-select
-    cleaned.*,
-    try_cast(decile_text as integer) as deprivation_decile,
-    null::varchar as txn_id,
-    null::varchar as source_id,
-    null::varchar as target_id,
-    case
-        when area is null then 'missing area'
-        when decile_text is not null and (
-            try_cast(decile_text as integer) is null
-            or try_cast(decile_text as integer) not between 1 and 10
-        ) then 'deprivation_decile not an integer from 1 to 10'
-        when count(*) over (partition by area) > 1 then 'area listed more than once'
-    end as reason,
-    case when reason is null then 'loaded' else 'quarantined' end as outcome
-from cleaned
-"""
-
-
-def _ingest_accounts(
-    con: duckdb.DuckDBPyConnection, frame: pl.DataFrame, ctx: IngestContext, result: FileResult
-) -> None:
-    frame = _add_missing_optional(frame, OPTIONAL_ACCOUNT_COLUMNS)
-    ids = frame["account_id"].str.strip_chars()
-    _pseudonym_table(con, ids.filter(ids.is_not_null() & (ids != "")).unique().to_list(), ctx.key)
-    con.register("incoming", frame)
-    con.execute(_CLASSIFY_ACCOUNTS)
-    # The newest file describes an account: it replaces what an older one said.
-    con.execute(
-        "delete from raw.accounts where account_id in "
-        "(select account_id from classified where outcome = 'loaded')"
-    )
-    con.execute(
-        """
-        insert into raw.accounts
-        select account_id, account_type, sector, area, joined_at, $batch_id, $file_name
-        from classified where outcome = 'loaded' order by source_line
-        """,
-        {"batch_id": ctx.batch_id, "file_name": result.file_name},
-    )
-    _record_quarantine(con, frame, ctx, result)
-
-
-def _ingest_areas(
-    con: duckdb.DuckDBPyConnection, frame: pl.DataFrame, ctx: IngestContext, result: FileResult
-) -> None:
-    frame = _add_missing_optional(frame, OPTIONAL_AREA_COLUMNS)
-    con.register("incoming", frame)
-    con.execute(_CLASSIFY_AREAS)
-    con.execute(
-        "delete from raw.areas where area in (select area from classified where outcome = 'loaded')"
-    )
-    con.execute(
-        """
-        insert into raw.areas
-        select area, deprivation_decile, $batch_id, $file_name
-        from classified where outcome = 'loaded' order by source_line
-        """,
-        {"batch_id": ctx.batch_id, "file_name": result.file_name},
-    )
-    _record_quarantine(con, frame, ctx, result)
-
-
-_READERS = {
-    "transactions": (TRANSACTION_COLUMNS, _ingest_transactions),
-    "accounts": (ACCOUNT_COLUMNS, _ingest_accounts),
-    "areas": (AREA_COLUMNS, _ingest_areas),
-}
+    _quarantine_private_copy(con, ctx, result.file_name)
 
 
 def _quarantine_whole_file(
-    con: duckdb.DuckDBPyConnection,
-    frame: pl.DataFrame,
-    ctx: IngestContext,
-    result: FileResult,
-    reason: str,
+    con: duckdb.DuckDBPyConnection, ctx: IngestContext, result: FileResult, reason: str
 ) -> None:
-    con.register("incoming", frame.select("source_line"))
     con.execute(
         "create or replace temp table classified as select source_line, "
         "'quarantined' as outcome, $reason as reason, null::varchar as txn_id, "
-        "null::varchar as source_id, null::varchar as target_id from incoming",
+        "null::varchar as source_id, null::varchar as target_id from incoming_raw",
         {"reason": reason},
     )
-    _record_quarantine(con, frame, ctx, result)
+    _add_read_rejects(con)
+    _record_quarantine(con, ctx, result)
+
+
+def _prepare_incoming(
+    con: duckdb.DuckDBPyConnection, scheme: SchemeMap, role: str, present: set[str]
+) -> int:
+    """Create ``incoming`` (canonical text, free text redacted); return the redaction count."""
+    select, params = canonical_select(scheme, role, present)
+    replaced = []
+    counts = []
+    for column in _FREE_TEXT[role]:
+        redacted, hits = redaction_sql(column)
+        replaced.append(f"{redacted} as {column}")
+        counts.append(hits)
+    con.execute(
+        f"create or replace temp table incoming as select * replace ({', '.join(replaced)}), "  # noqa: S608
+        f"{' + '.join(counts)} as redactions from ({select})",
+        params,
+    )
+    total = con.execute("select coalesce(sum(redactions), 0) from incoming").fetchone()
+    return int(total[0]) if total else 0
 
 
 def ingest_file(
-    con: duckdb.DuckDBPyConnection, path: Path, role: str, ctx: IngestContext, sha256: str
+    con: duckdb.DuckDBPyConnection,
+    path: Path,
+    role: str,
+    ctx: IngestContext,
+    sha256: str,
+    scheme: SchemeMap | None = None,
 ) -> FileResult:
     """Load one file; never raises for bad content: the result says what happened."""
+    scheme = scheme or load_scheme_map(ctx.inbox)
     file_name = path.relative_to(ctx.inbox).as_posix()
-    result = FileResult(file_name=file_name, role=role, sha256=sha256)
+    result = FileResult(file_name=file_name, role=role, sha256=sha256, adapter=scheme.adapter)
     try:
-        frame = _read_strings(path)
-    except (pl.exceptions.PolarsError, OSError, UnicodeDecodeError, EOFError) as error:
+        info = read_file(con, path)
+    except UnreadableFile as error:
         result.status = "rejected"
-        result.message = (
-            f"could not be read as CSV ({type(error).__name__}: {str(error).splitlines()[0]}); "
-            "check it is a complete UTF-8 CSV export with a header row and send it again"
-        )
+        result.message = f"{file_name} {error}"
         return result
-    result.rows_in = frame.height
-    required, reader = _READERS[role]
-    missing = [c for c in required if c not in frame.columns]
+    result.file_format = info.file_format
+    parsed = con.execute("select count(*) from incoming_raw").fetchone()
+    unparsed = con.execute("select count(*) from read_rejects").fetchone()
+    result.rows_in = (parsed[0] if parsed else 0) + (unparsed[0] if unparsed else 0)
+    present = {row[0] for row in con.execute("describe incoming_raw").fetchall()}
+    present.discard("source_line")
+    missing = [c for c in required_columns(scheme, role) if c not in present]
+    notes = [info.note] if info.note else []
     if missing:
-        _quarantine_whole_file(
-            con, frame, ctx, result, f"file lacks column(s): {', '.join(missing)}"
-        )
+        _quarantine_whole_file(con, ctx, result, f"file lacks column(s): {', '.join(missing)}")
         result.status = "quarantined"
-        result.message = (
-            f"header lacks {', '.join(missing)} (found: {', '.join(frame.columns[1:])}); "
-            "fix the export's header and send it again"
+        notes.append(
+            f"header lacks {', '.join(missing)} (found: {', '.join(sorted(present))}); "
+            f"fix the export's header (adapter {scheme.adapter}) and send it again"
         )
     else:
-        reader(con, frame, ctx, result)
+        result.redactions = _prepare_incoming(con, scheme, role, present)
+        _LOADERS[role](con, ctx, result, scheme.timestamps_timezone or ctx.timezone)
+        _add_read_rejects(con)
+        _record_quarantine(con, ctx, result)
+    result.message = "; ".join(notes)
     result.check_accounting()
     return result
 
@@ -486,8 +535,14 @@ def _export_day(file_name: str) -> date | None:
 
 def _record_file(con: duckdb.DuckDBPyConnection, result: FileResult, ctx: IngestContext) -> None:
     con.execute(
-        "insert into audit.files values ($name, $sha, $role, $day, $rows_in, $loaded, "
-        "$duplicates, $quarantined, $status, $message, $batch_id, $run_id, $now)",
+        """
+        insert into audit.files by name
+        select $name as file_name, $sha as sha256, $role as file_role, $day as export_day,
+            $rows_in as rows_in, $loaded as rows_loaded, $duplicates as rows_duplicate,
+            $quarantined as rows_quarantined, $status as status, $message as message,
+            $batch_id as batch_id, $run_id as run_id, $now as ingested_at,
+            $redactions as redactions, $file_format as file_format, $adapter as adapter
+        """,
         {
             "name": result.file_name,
             "sha": result.sha256,
@@ -502,6 +557,9 @@ def _record_file(con: duckdb.DuckDBPyConnection, result: FileResult, ctx: Ingest
             "batch_id": ctx.batch_id,
             "run_id": ctx.run_id,
             "now": ctx.now,
+            "redactions": result.redactions,
+            "file_format": result.file_format or None,
+            "adapter": result.adapter,
         },
     )
 
@@ -512,19 +570,26 @@ def ingest_inbox(
     *,
     progress: Callable[[str], None] | None = None,
 ) -> list[FileResult]:
-    """Load every file of ``ctx.inbox`` not loaded before; return one result per new file."""
+    """Load every file of ``ctx.inbox`` not loaded before; return one result per new file.
+
+    Each file is one transaction: a crash leaves it either wholly loaded (and in the
+    manifest) or not at all, so the next run picks up exactly where this one stopped.
+    """
+    require_inbox(ctx.inbox)
+    scheme = load_scheme_map(ctx.inbox)
     seen = _loaded_versions(con)
     todo = []
-    for path, role in discover_files(ctx.inbox):
+    for path, role in discover_files(ctx.inbox, scheme):
         name = path.relative_to(ctx.inbox).as_posix()
         sha = sha256_of(path)
         if sha not in seen.get(name, set()):
             todo.append((path, role, sha, name in seen))
     results = []
+    rows = 0
     for index, (path, role, sha, new_version) in enumerate(todo, start=1):
         con.execute("begin transaction")
         try:
-            result = ingest_file(con, path, role, ctx, sha)
+            result = ingest_file(con, path, role, ctx, sha, scheme)
             result.new_version = new_version
             _record_file(con, result, ctx)
         except BaseException:
@@ -532,6 +597,7 @@ def ingest_inbox(
             raise
         con.execute("commit")
         results.append(result)
+        rows += result.rows_in
         if progress and (index % 50 == 0 or index == len(todo)):
-            progress(f"ingested {index}/{len(todo)} new files")
+            progress(f"ingested {index}/{len(todo)} new files ({rows:,} rows)")
     return results

@@ -12,4 +12,11 @@ from circulate.warehouse.runner import PythonModel
 def python_models() -> list[PythonModel]:
     """Every table the nightly build makes in Python (the runner decides the order)."""
     models: list[PythonModel] = []
+    # Imported here so igraph and numba load only when the warehouse is built.
+    from circulate.metrics import network, network_flows
+
+    models.extend(network.MODELS + network_flows.MODELS)
+    from circulate.metrics import circulation, participation
+
+    models.extend(circulation.MODELS + participation.MODELS)
     return models

@@ -66,6 +66,67 @@ class RunRecord:
 
 
 @dataclass(frozen=True)
+class ValidationRow:
+    """One expectation's outcome as the report shows it."""
+
+    suite: str
+    expectation: str
+    severity: str
+    status: str
+    observed_value: str
+
+
+@dataclass(frozen=True)
+class ValidationSummary:
+    """Validation results of one run and where they were read from.
+
+    Attributes
+    ----------
+    run_id
+        The run that validated.
+    source
+        ``audit.validation_results`` for a published run, the JSON file for a blocked one.
+    rows
+        Every expectation's outcome.
+    """
+
+    run_id: str
+    source: str
+    rows: list[ValidationRow]
+
+    def count(self, status: str, severity: str | None = None) -> int:
+        """Expectations with ``status`` (and ``severity`` when given).
+
+        >>> s = ValidationSummary("r", "x", [ValidationRow("a", "b", "warning", "failed", "")])
+        >>> s.count("failed", "warning"), s.count("failed", "critical"), s.count("passed")
+        (1, 0, 0)
+        """
+        return sum(
+            r.status == status and (severity is None or r.severity == severity) for r in self.rows
+        )
+
+
+def validation_from_results(
+    run_id: str, source: str, results: list[dict[str, Any]]
+) -> ValidationSummary:
+    """Build a summary from stored result records (dicts with the result columns)."""
+    return ValidationSummary(
+        run_id,
+        source,
+        [
+            ValidationRow(
+                str(r["suite"]),
+                str(r["expectation"]),
+                str(r["severity"]),
+                str(r["status"]),
+                str(r["observed_value"] or ""),
+            )
+            for r in results
+        ],
+    )
+
+
+@dataclass(frozen=True)
 class ReportData:
     """Everything the page and charts read, fetched in one read-only session.
 
@@ -96,6 +157,7 @@ class ReportData:
     supply_period: str
     monthly: pl.DataFrame
     runs: list[RunRecord] = field(default_factory=list)
+    validation: ValidationSummary | None = None
 
 
 def _month_start(day: dt.date) -> dt.date:
@@ -173,6 +235,7 @@ def load_report_data(
         supply_period=supply_period,
         monthly=_monthly(con, as_of, last_day, k_anonymity),
         runs=_runs(con, max_runs),
+        validation=latest_validation(con),
     )
 
 
@@ -338,3 +401,39 @@ def _runs(con: duckdb.DuckDBPyConnection, limit: int) -> list[RunRecord]:
         {"limit": limit},
     )
     return [RunRecord(*(str(v) if v is not None else "" for v in r)) for r in rows]
+
+
+def latest_validation(con: duckdb.DuckDBPyConnection) -> ValidationSummary | None:
+    """Results of the latest published run in ``audit.validation_results`` (or ``None``)."""
+    exists = _rows(
+        con,
+        """
+        select count(*) from information_schema.tables
+        where table_schema = 'audit' and table_name = 'validation_results'
+        """,
+    )[0][0]
+    if not exists:
+        return None
+    latest = _rows(
+        con,
+        "select run_id from audit.validation_results order by validated_at desc, run_id desc "
+        "limit 1",
+    )
+    if not latest:
+        return None
+    rows = _rows(
+        con,
+        """
+        select suite, expectation, severity, status, observed_value
+        from audit.validation_results
+        where run_id = $run_id
+        order by suite, expectation
+        """,
+        {"run_id": latest[0][0]},
+    )
+    columns = ("suite", "expectation", "severity", "status", "observed_value")
+    return validation_from_results(
+        str(latest[0][0]),
+        "audit.validation_results",
+        [dict(zip(columns, r, strict=True)) for r in rows],
+    )

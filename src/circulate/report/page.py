@@ -23,6 +23,9 @@ from circulate.report.charts import ReportChart
 from circulate.report.data import ReportData
 
 FAILED_BANNER = "The latest run failed: showing the last published data"
+VALIDATION_BANNER = "The latest run failed validation: showing the last published data"
+#: Failing expectations listed on the page; the rest are counted.
+MAX_VALIDATION_ROWS = 12
 
 # Only inline scripts and styles and data: images are allowed: the page can make no
 # network request at all. 'unsafe-eval' because Vega compiles its expressions.
@@ -177,8 +180,9 @@ def status_section(ctx: PageContext) -> str:
     if ctx.run_status == "success":
         return ""
     run = f", run {ctx.run_id}" if ctx.run_id else ""
+    banner = VALIDATION_BANNER if ctx.run_status == "failed_validation" else FAILED_BANNER
     return (
-        f'<div class="banner" role="alert">{esc(FAILED_BANNER)} '
+        f'<div class="banner" role="alert">{esc(banner)} '
         f"(run status: {esc(ctx.run_status)}{esc(run)}).</div>"
     )
 
@@ -261,6 +265,59 @@ def _monthly_table(ctx: PageContext) -> str:
     )
 
 
+def validation_section(ctx: PageContext) -> str:
+    """Offline validation summary: counts by severity and the failing expectations."""
+    v = ctx.data.validation
+    if v is None:
+        return ""
+    critical, warnings = v.count("failed", "critical"), v.count("failed", "warning")
+    if critical:
+        verdict = f"{critical} critical check(s) failed, so this run was not published."
+    elif warnings:
+        verdict = f"All critical checks passed; {warnings} warning(s) are flagged below."
+    else:
+        verdict = "Every check passed."
+    counts = (
+        f"{v.count('passed')} passed, {critical} critical failure(s), {warnings} warning(s), "
+        f"{v.count('skipped')} skipped"
+    )
+    failing = [r for r in v.rows if r.status == "failed"]
+    failing.sort(key=lambda r: (r.severity != "critical", r.suite, r.expectation))
+    body = "".join(
+        f'<tr class="{esc(r.severity)}">'
+        + "".join(
+            f"<td>{esc(c)}</td>"
+            for c in (r.severity, f"{r.suite}.{r.expectation}", r.observed_value)
+        )
+        + "</tr>"
+        for r in failing[:MAX_VALIDATION_ROWS]
+    )
+    more = (
+        f'<p class="note">{len(failing) - MAX_VALIDATION_ROWS} more failing check(s) are in '
+        f"{esc(v.source)}.</p>"
+        if len(failing) > MAX_VALIDATION_ROWS
+        else ""
+    )
+    skipped = "".join(
+        f"<li>{esc(r.suite)}.{esc(r.expectation)}: {esc(r.observed_value)}</li>"
+        for r in v.rows
+        if r.status == "skipped"
+    )
+    table = (
+        '<div class="table-wrap"><table><caption>Failing checks (source: '
+        f"{esc(v.source)})</caption><thead><tr>"
+        '<th scope="col">Severity</th><th scope="col">Check</th>'
+        f'<th scope="col">Observed</th></tr></thead><tbody>{body}</tbody></table></div>'
+        if failing
+        else ""
+    )
+    return (
+        '<section aria-labelledby="h-validation"><h2 id="h-validation">Data checks</h2>'
+        f"<p>Checks of run {esc(v.run_id)}: {esc(counts)}. {esc(verdict)}</p>"
+        f"{table}{more}" + (f'<ul class="note">{skipped}</ul>' if skipped else "") + "</section>"
+    )
+
+
 def caveats_section(ctx: PageContext) -> str:
     """What the numbers do not show."""
     items = [
@@ -337,6 +394,7 @@ SECTIONS: tuple[Section, ...] = (
     status_section,
     headline_section,
     charts_section,
+    validation_section,
     caveats_section,
     about_section,
     footer_section,

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import duckdb
 
 from circulate.report import archive, charts, page
-from circulate.report.data import load_report_data
+from circulate.report.data import load_report_data, validation_from_results
+from circulate.validate.store import read_results_file, results_path
 
 #: DESIGN §5: k is configurable but never below 3.
 MIN_K_ANONYMITY = 3
@@ -104,6 +105,19 @@ def render_report(
     generated_at = generated_at.astimezone(dt.UTC)
     with duckdb.connect(str(warehouse), read_only=True) as con:
         data = load_report_data(con, as_of, k_anonymity=k_anonymity)
+    if run_status == "failed_validation" and run_id:
+        # A blocked run's results never reach the warehouse: read them from beside it.
+        blocked = results_path(warehouse, run_id)
+        if blocked.is_file():
+            report = read_results_file(blocked)
+            data = replace(
+                data,
+                validation=validation_from_results(
+                    report.run_id,
+                    f"{blocked.parent.name}/{blocked.name} beside the warehouse",
+                    [asdict(r) for r in report.results],
+                ),
+            )
 
     report_dir = reports_dir / data.as_of.isoformat()
     charts_dir = report_dir / "charts"

@@ -81,6 +81,32 @@ create table if not exists audit.runs (
     rows_loaded bigint not null,
     message varchar
 );
+
+create table if not exists audit.validation_results (
+    run_id varchar not null,
+    batch_id varchar not null,
+    suite varchar not null,
+    expectation varchar not null,
+    severity varchar not null,
+    success boolean not null,
+    status varchar not null,
+    observed_value varchar,
+    unexpected_count bigint,
+    unexpected_sample varchar,
+    description varchar,
+    validated_at timestamptz not null
+);
+
+-- Added by ingestion v2; `add column if not exists` upgrades warehouses built before.
+alter table raw.transactions add column if not exists memo varchar;
+alter table audit.files add column if not exists redactions bigint default 0;
+alter table audit.files add column if not exists file_format varchar;
+alter table audit.files add column if not exists adapter varchar;
+
+create or replace view audit.rejected_files as
+select file_name, sha256, file_role, status, message, run_id, ingested_at
+from audit.files
+where status in ('rejected', 'quarantined');
 """
 
 

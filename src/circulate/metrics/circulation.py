@@ -1,0 +1,445 @@
+"""Warehouse tables built from the money tracer, the Markov estimate and the bootstrap.
+
+The tracer (:mod:`circulate.metrics.tracing`) replays the whole history once per build
+(FIFO) and its result feeds three intermediate tables; the SQL mart
+``marts.circulation_metrics`` turns them into per-period metrics:
+
+- ``intermediate.issuance_reach`` — one row per issuance: where its money went
+  (amount that made ≥ t transfers, Σ amount × hops, redeemed / fees / still held);
+- ``intermediate.money_trajectories`` — amount by (origin day, end state, hops);
+- ``intermediate.holding_spells`` — holding-spell histogram by exit day and log bin;
+- ``intermediate.markov_multipliers`` — Markov LM_2 … LM_5 per period;
+- ``intermediate.circulation_intervals`` — bootstrap 95 % intervals of LM3 (resampling
+  issuances) and velocity (resampling days) for the whole history.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import date, timedelta
+from decimal import Decimal
+from typing import Any
+
+import duckdb
+import numpy as np
+import numpy.typing as npt
+import polars as pl
+
+from circulate.errors import InputError
+from circulate.metrics.markov import MAX_K, markov_lm_by_period
+from circulate.metrics.tracing import (
+    END_STATES,
+    SPELL_BINS,
+    Ledger,
+    TraceResult,
+    load_ledger,
+    spell_bin_edges,
+    trace,
+)
+from circulate.warehouse.runner import PythonModel
+
+__all__ = [
+    "BOOTSTRAP_REPLICATES",
+    "BOOTSTRAP_SEED",
+    "MODELS",
+    "bootstrap_ratio_interval",
+    "period_of_day",
+    "read_metrics",
+]
+
+IntArray = npt.NDArray[np.int64]
+FloatArray = npt.NDArray[np.float64]
+BOOTSTRAP_REPLICATES = 400
+BOOTSTRAP_SEED = 2012
+PERIOD_KINDS = ("day", "week", "month", "all")
+TRACE_READS = frozenset({"staging.transactions", "intermediate.issuer_accounts"})
+
+# One trace per build: the three tracer tables share it. Keyed by the connection and a
+# fingerprint of the ledger, so a changed ledger (or another warehouse) is traced afresh.
+_memo: dict[tuple[int, tuple[Any, ...]], tuple[Ledger, TraceResult]] = {}
+
+
+def _fingerprint(con: duckdb.DuckDBPyConnection) -> tuple[Any, ...]:
+    row = con.execute(
+        "select count(*), sum(amount), min(occurred_at), max(occurred_at), "
+        "bit_xor(hash(txn_id || kind || source_id || target_id || amount::varchar)) "
+        "from staging.transactions"
+    ).fetchall()
+    return tuple(row[0]) if row else ()
+
+
+def traced(con: duckdb.DuckDBPyConnection) -> tuple[Ledger, TraceResult]:
+    """The ledger of ``staging.transactions`` and its FIFO trace (computed once per ledger)."""
+    key = (id(con), _fingerprint(con))
+    if key not in _memo:
+        _memo.clear()
+        ledger = load_ledger(con)
+        # Not strict: an overdrawn account must fail the build's assertions
+        # (account_balances_never_negative, circulation_metrics_conservation), which name
+        # every offending row, rather than stop the build at the first one.
+        _memo[key] = (ledger, trace(ledger, "fifo", con, strict=False))
+    return _memo[key]
+
+
+def _write(con: duckdb.DuckDBPyConnection, frame: pl.DataFrame, table: str, select: str) -> None:
+    # Table name and select list are this module's constants, never data.
+    view = "_circulation_frame"
+    con.register(view, frame)
+    try:
+        con.execute(f"create or replace table {table} as select {select} from {view}")  # noqa: S608
+    finally:
+        con.unregister(view)
+
+
+def _money_cast(column: str) -> str:
+    return f"cast(cast({column} as decimal(18, 0)) / 100 as decimal(18, 2)) as " + (
+        column.removesuffix("_pence")
+    )
+
+
+def period_of_day(first_day: date, days: int, kind: str) -> IntArray:
+    """Period id of each day index ``0 … days − 1`` (ISO weeks start on Monday).
+
+    >>> period_of_day(date(2025, 1, 30), 5, "month").tolist()
+    [0, 0, 1, 1, 1]
+    >>> period_of_day(date(2025, 1, 4), 4, "week").tolist()  # Sat, Sun, Mon, Tue
+    [0, 0, 1, 1]
+    """
+    index = np.arange(days, dtype=np.int64)
+    if kind == "day":
+        return index
+    if kind == "week":
+        return (index + first_day.weekday()) // 7
+    if kind == "month":
+        months = [
+            (d.year - first_day.year) * 12 + d.month - first_day.month
+            for d in (first_day + timedelta(days=int(i)) for i in index)
+        ]
+        return np.array(months, dtype=np.int64)
+    if kind == "all":
+        return np.zeros(days, dtype=np.int64)
+    raise ValueError(f"unknown period kind {kind!r}; use one of {PERIOD_KINDS}")
+
+
+def _period_start(day: date, kind: str) -> date:
+    if kind == "week":
+        return day - timedelta(days=day.weekday())
+    if kind == "month":
+        return day.replace(day=1)
+    return day  # a day, or the first day of the history for "all"
+
+
+def bootstrap_ratio_interval(
+    numerator: npt.ArrayLike,
+    denominator: npt.ArrayLike,
+    *,
+    replicates: int = BOOTSTRAP_REPLICATES,
+    seed: int = BOOTSTRAP_SEED,
+    level: float = 0.95,
+    scale: float = 1.0,
+) -> tuple[float, float] | None:
+    """Percentile bootstrap interval of ``scale × Σ numerator / Σ denominator``.
+
+    Units (rows of both arrays) are resampled with replacement, ``replicates`` times with a
+    fixed ``seed``. ``None`` when there are no units or the denominator sums to zero.
+
+    >>> bootstrap_ratio_interval([2, 2, 2], [1, 1, 1])
+    (2.0, 2.0)
+    >>> low, high = bootstrap_ratio_interval([1, 3, 2, 4], [1, 1, 1, 1])
+    >>> 1.0 <= low < 2.5 < high <= 4.0
+    True
+    """
+    num = np.asarray(numerator, dtype=np.float64)
+    den = np.asarray(denominator, dtype=np.float64)
+    n = num.size
+    if n == 0 or den.sum() <= 0:
+        return None
+    rng = np.random.default_rng(seed)
+    stats = np.empty(replicates, dtype=np.float64)
+    for r in range(replicates):
+        weights = np.bincount(rng.integers(0, n, n), minlength=n).astype(np.float64)
+        d = weights @ den
+        stats[r] = scale * (weights @ num) / d if d > 0 else np.nan
+    stats = stats[~np.isnan(stats)]
+    if stats.size == 0:
+        return None
+    tail = (1.0 - level) / 2.0 * 100.0
+    low, high = np.percentile(stats, [tail, 100.0 - tail])
+    return float(low), float(high)
+
+
+# --- table builders ------------------------------------------------------------------
+
+
+def build_issuance_reach(con: duckdb.DuckDBPyConnection, parameters: Mapping[str, Any]) -> None:
+    """Create ``intermediate.issuance_reach``: one row per issuance, traced FIFO."""
+    ledger, result = traced(con)
+    ids = con.execute(
+        "select txn_id from staging.transactions "
+        "where source_id in (select account_id from intermediate.issuer_accounts) "
+        "and target_id not in (select account_id from intermediate.issuer_accounts) "
+        "order by occurred_at, txn_id"
+    ).fetchall()
+    reach = result.origin_reach
+    frame = pl.DataFrame(
+        {
+            "txn_id": [row[0] for row in ids],
+            "origin_day": [ledger.first_day + timedelta(days=int(d)) for d in result.origin_day],
+            "amount_pence": reach[:, 0],
+            **{f"reach_{t}_pence": reach[:, t] for t in range(1, MAX_K)},
+            "hop_amount_pence": result.origin_hop_pence,
+            "redeemed_pence": result.origin_end[:, 0],
+            "fees_pence": result.origin_end[:, 1],
+            "still_held_pence": result.origin_end[:, 2],
+        },
+        schema_overrides={"origin_day": pl.Date},
+    )
+    money = [c for c in frame.columns if c.endswith("_pence")]
+    _write(
+        con,
+        frame,
+        "intermediate.issuance_reach",
+        "txn_id, origin_day, " + ", ".join(_money_cast(c) for c in money),
+    )
+
+
+def build_money_trajectories(con: duckdb.DuckDBPyConnection, parameters: Mapping[str, Any]) -> None:
+    """Create ``intermediate.money_trajectories``: amount by origin day, end state, hops."""
+    ledger, result = traced(con)
+    days, states, hops = np.nonzero(result.trajectories)
+    frame = pl.DataFrame(
+        {
+            "origin_day": [ledger.first_day + timedelta(days=int(d)) for d in days],
+            "end_state": [END_STATES[int(s)] for s in states],
+            "hops": hops.astype(np.int64),
+            "amount_pence": result.trajectories[days, states, hops],
+        },
+        schema_overrides={"origin_day": pl.Date, "end_state": pl.String},
+    )
+    _write(
+        con,
+        frame,
+        "intermediate.money_trajectories",
+        "origin_day, end_state, hops, " + _money_cast("amount_pence"),
+    )
+
+
+def build_holding_spells(con: duckdb.DuckDBPyConnection, parameters: Mapping[str, Any]) -> None:
+    """Create ``intermediate.holding_spells``: spell histogram by exit day and bin."""
+    ledger, result = traced(con)
+    days, bins = np.nonzero(result.spell_pence)
+    edges = [spell_bin_edges(b) for b in range(SPELL_BINS)]
+    frame = pl.DataFrame(
+        {
+            "exit_day": [ledger.first_day + timedelta(days=int(d)) for d in days],
+            "bin": bins.astype(np.int64),
+            "seconds_low": [edges[b][0] for b in bins],
+            "seconds_high": [edges[b][1] for b in bins],
+            "amount_pence": result.spell_pence[days, bins],
+            "amount_seconds": result.spell_pence_seconds[days, bins] / 100.0,
+        },
+        schema_overrides={"exit_day": pl.Date},
+    )
+    _write(
+        con,
+        frame,
+        "intermediate.holding_spells",
+        "exit_day, bin, seconds_low, seconds_high, "
+        + _money_cast("amount_pence")
+        + ", amount_seconds",
+    )
+
+
+def build_markov_multipliers(con: duckdb.DuckDBPyConnection, parameters: Mapping[str, Any]) -> None:
+    """Create ``intermediate.markov_multipliers``: Markov LM_2 … LM_5 per period."""
+    ledger, _result = traced(con)
+    rows: list[dict[str, Any]] = []
+    for kind in PERIOD_KINDS:
+        for first, values in markov_lm_by_period(
+            ledger, period_of_day(ledger.first_day, ledger.days, kind)
+        ):
+            row: dict[str, Any] = {
+                "period_kind": kind,
+                "period_start": _period_start(ledger.first_day + timedelta(days=first), kind),
+            }
+            for k in range(2, MAX_K + 1):
+                row[f"markov_lm{k}"] = values[k - 1] if values else None
+            rows.append(row)
+    schema: dict[str, Any] = {"period_kind": pl.String, "period_start": pl.Date}
+    schema.update({f"markov_lm{k}": pl.Float64 for k in range(2, MAX_K + 1)})
+    _write(con, pl.DataFrame(rows, schema=schema), "intermediate.markov_multipliers", "*")
+
+
+def build_circulation_intervals(
+    con: duckdb.DuckDBPyConnection, parameters: Mapping[str, Any]
+) -> None:
+    """Create ``intermediate.circulation_intervals``: bootstrap intervals, whole history."""
+    _ledger, result = traced(con)
+    reach = result.origin_reach.astype(np.float64)
+    lm3 = bootstrap_ratio_interval(reach[:, :3].sum(axis=1), reach[:, 0])
+    daily = con.execute(
+        """
+        with totals as (
+            select
+                local_day as day,
+                sum(amount) filter (where kind = 'transfer') as transfer_volume,
+                sum(amount) filter (where kind = 'issuance')
+                - coalesce(sum(amount) filter (where kind in ('redemption', 'fee')), 0) as net
+            from staging.transactions
+            group by local_day
+        )
+        select
+            cast(coalesce(totals.transfer_volume, 0) as double) as transfer_volume,
+            cast(sum(coalesce(totals.net, 0)) over (order by spine.day) as double) as supply
+        from intermediate.day_spine as spine
+        left join totals on totals.day = spine.day
+        order by spine.day
+        """
+    ).fetchnumpy()
+    volume = np.asarray(daily["transfer_volume"], dtype=np.float64)
+    supply = np.asarray(daily["supply"], dtype=np.float64)
+    # velocity = Σ volume / mean supply = n · Σ volume / Σ supply over resampled days.
+    velocity = bootstrap_ratio_interval(volume, supply, scale=float(volume.size))
+    frame = pl.DataFrame(
+        [
+            {
+                "period_kind": "all",
+                "lm3_low": lm3[0] if lm3 else None,
+                "lm3_high": lm3[1] if lm3 else None,
+                "velocity_low": velocity[0] if velocity else None,
+                "velocity_high": velocity[1] if velocity else None,
+                "replicates": BOOTSTRAP_REPLICATES,
+                "seed": BOOTSTRAP_SEED,
+            }
+        ],
+        schema={
+            "period_kind": pl.String,
+            "lm3_low": pl.Float64,
+            "lm3_high": pl.Float64,
+            "velocity_low": pl.Float64,
+            "velocity_high": pl.Float64,
+            "replicates": pl.Int64,
+            "seed": pl.Int64,
+        },
+    )
+    _write(con, frame, "intermediate.circulation_intervals", "*")
+
+
+MODELS = [
+    PythonModel(
+        "intermediate",
+        "issuance_reach",
+        TRACE_READS,
+        build_issuance_reach,
+        "One row per issuance, its money traced FIFO through the whole history: amount, "
+        "reach_t = amount that made at least t transfers (t = 1..4), hop_amount = sum of "
+        "amount x hops, and how much ended redeemed, as fees or is still held.",
+    ),
+    PythonModel(
+        "intermediate",
+        "money_trajectories",
+        TRACE_READS,
+        build_money_trajectories,
+        "Traced (FIFO) money by local day of its issuance, end state (redeemed, fee, held) "
+        "and hops (transfers made); amount in currency units.",
+    ),
+    PythonModel(
+        "intermediate",
+        "holding_spells",
+        TRACE_READS,
+        build_holding_spells,
+        "Holding spells (time a unit sat in one member account before any outflow), traced "
+        "FIFO, by local exit day and logarithmic duration bin (2 % wide above one minute): "
+        "amount and amount x seconds (exact, for the mean).",
+    ),
+    PythonModel(
+        "intermediate",
+        "markov_multipliers",
+        TRACE_READS,
+        build_markov_multipliers,
+        "Markov estimate of LM_2..LM_5 per period (day, week, month, all): P = each account's "
+        "transfer shares of its money in the period, pi0 = where issuance lands.",
+    ),
+    PythonModel(
+        "intermediate",
+        "circulation_intervals",
+        TRACE_READS | {"intermediate.day_spine"},
+        build_circulation_intervals,
+        f"Bootstrap 95 % percentile intervals ({BOOTSTRAP_REPLICATES} replicates, seed "
+        f"{BOOTSTRAP_SEED}) for the whole history: LM3 resampling issuances, velocity "
+        "resampling days.",
+    ),
+]
+
+
+# --- reading the published marts -----------------------------------------------------
+
+SUMMARY_COLUMNS = (
+    "period_kind",
+    "period_start",
+    "period_end",
+    "issued",
+    "redeemed",
+    "fees",
+    "transfer_volume",
+    "transfer_count",
+    "mean_money_supply",
+    "velocity",
+    "velocity_low",
+    "velocity_high",
+    "full_multiplier",
+    "lm2",
+    "lm3",
+    "lm3_low",
+    "lm3_high",
+    "lm4",
+    "lm5",
+    "markov_lm2",
+    "markov_lm3",
+    "markov_lm4",
+    "markov_lm5",
+    "mean_trajectory_length",
+    "mean_holding_days",
+    "median_holding_days",
+    "still_held",
+    "leakage",
+    "dormancy",
+    "active_accounts",
+    "frequent_traders",
+    "new_accounts",
+    "churned_accounts",
+)
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, date):
+        return value.isoformat()
+    return value
+
+
+def read_metrics(con: duckdb.DuckDBPyConnection, period_kind: str = "all") -> list[dict[str, Any]]:
+    """Rows of ``marts.circulation_metrics`` for one period kind, oldest first, JSON-ready.
+
+    Money comes back as two-decimal strings, days as ISO dates, ratios as floats. Nothing
+    is recomputed: this is the published mart as the nightly build wrote it.
+    """
+    if period_kind not in PERIOD_KINDS:
+        raise InputError(f"Unknown period {period_kind!r}: use one of {', '.join(PERIOD_KINDS)}.")
+    try:
+        relation = con.execute(
+            f"select {', '.join(SUMMARY_COLUMNS)} from marts.circulation_metrics "  # noqa: S608
+            "where period_kind = $kind order by period_start",
+            {"kind": period_kind},
+        )
+    except duckdb.CatalogException as error:
+        raise InputError(
+            "The warehouse has no marts.circulation_metrics: it was built before the "
+            "circulation metrics existed; run `circulate run` to rebuild it."
+        ) from error
+    rows = relation.fetchall()
+    return [
+        {name: _jsonable(value) for name, value in zip(SUMMARY_COLUMNS, row, strict=True)}
+        for row in rows
+    ]

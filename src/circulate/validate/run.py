@@ -1,0 +1,260 @@
+"""Run the batch suites (Great Expectations) and the SQL assertions; store every result.
+
+``validate_batch`` returns a :class:`ValidationReport`; the pipeline stores it in
+``audit.validation_results`` of the build and, when a critical check failed, also in a
+JSON file beside the warehouse (the build is then abandoned, so the warehouse never holds
+a blocked run's results) and raises :class:`circulate.errors.ValidationFailed`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import great_expectations as gx
+import pandas as pd
+from great_expectations.core.expectation_validation_result import (
+    ExpectationSuiteValidationResult,
+    ExpectationValidationResult,
+)
+from great_expectations.data_context.types.base import ProgressBarsConfig
+
+from circulate.settings import ValidationThresholds
+from circulate.validate.assertions import run_sql_assertions
+from circulate.validate.frames import BatchFrames, load_frames
+from circulate.validate.store import ValidationReport, ValidationResult
+from circulate.validate.suites import Check, batch_checks
+
+SAMPLE_ROWS = 5
+_UNITS = {"schema": "columns", "days": "days", "export_days": "days"}
+
+
+def _context() -> Any:
+    context = gx.get_context(mode="ephemeral")
+    # Progress bars would write to the nightly run's log for every suite.
+    context.variables.progress_bars = ProgressBarsConfig(globally=False)
+    return context
+
+
+def _observed(frame_name: str, check: Check, result: Mapping[str, Any]) -> str:
+    element = int(result.get("element_count") or 0)
+    unexpected = int(result.get("unexpected_count") or 0)
+    if frame_name == "files":
+        # One row for the whole batch: say the value itself.
+        return ""
+    unit = _UNITS.get(frame_name, "rows")
+    text = f"{unexpected:,} of {element:,} {unit} unexpected"
+    examples = [v for v in result.get("partial_unexpected_list") or [] if v is not None][:3]
+    if unexpected and examples:
+        text += " (e.g. " + ", ".join(_short(v) for v in examples) + ")"
+    return text
+
+
+def _short(value: object) -> str:
+    if isinstance(value, float):
+        return f"{value:,.4g}" if math.isfinite(value) else str(value)
+    return str(value)
+
+
+def _sample(frame: pd.DataFrame, columns: Sequence[str], index: Sequence[Any]) -> str:
+    rows = [int(i) for i in index if isinstance(i, int | float)][:SAMPLE_ROWS]
+    if not rows or not columns:
+        return "[]"
+    picked = frame.loc[rows, [c for c in columns if c in frame.columns]]
+    return json.dumps(picked.to_dict("records"), default=str)
+
+
+def _single_row_value(frame: pd.DataFrame, column: str) -> str:
+    value: Any = frame[column].iloc[0] if len(frame) else None
+    if hasattr(value, "item"):
+        value = value.item()  # numpy scalar to a Python number
+    return f"{column} = {_short(value)}"
+
+
+def _result_of(
+    check: Check,
+    frame: pd.DataFrame,
+    outcome: ExpectationValidationResult | None,
+    base: dict[str, Any],
+) -> ValidationResult:
+    if outcome is None:
+        raise RuntimeError(f"Great Expectations returned no result for {check.name}")
+    info = outcome.exception_info or {}
+    if info.get("raised_exception"):
+        return ValidationResult(
+            **base,
+            status="failed",
+            observed_value=f"expectation could not run: {info.get('exception_message')}",
+            unexpected_count=None,
+            unexpected_sample="[]",
+        )
+    result = outcome.result or {}
+    observed = _observed(check.frame, check, result)
+    if check.frame == "files":
+        column = (
+            str(outcome.expectation_config.kwargs.get("column"))
+            if outcome.expectation_config
+            else ""
+        )
+        observed = _single_row_value(frame, column)
+        index: Sequence[Any] = [] if outcome.success else [0]
+    else:
+        index = result.get("partial_unexpected_index_list") or []
+    return ValidationResult(
+        **base,
+        status="passed" if outcome.success else "failed",
+        observed_value=observed,
+        unexpected_count=int(result.get("unexpected_count") or 0),
+        unexpected_sample="[]" if outcome.success else _sample(frame, check.sample_columns, index),
+    )
+
+
+def run_checks(
+    frames: BatchFrames,
+    checks: Sequence[Check],
+    *,
+    run_id: str,
+    batch_id: str,
+    now: datetime | None = None,
+) -> list[ValidationResult]:
+    """Run ``checks`` on ``frames`` with Great Expectations, one suite per frame.
+
+    A check whose condition is not met (no accounts file, not enough history) is
+    recorded as ``skipped`` with the reason, never silently dropped.
+    """
+    now = now or datetime.now(UTC)
+    context = _context()
+    source = context.data_sources.add_pandas("batch")
+    outcomes: dict[str, ExpectationValidationResult] = {}
+    to_run = [c for c in checks if c.needs is None or c.needs not in frames.skip_reasons]
+    for frame_name in dict.fromkeys(c.frame for c in to_run):
+        frame = frames.frames[frame_name]
+        suite = context.suites.add(gx.ExpectationSuite(name=frame_name))
+        for check in to_run:
+            if check.frame == frame_name:
+                expectation = check.make()
+                expectation.meta = {"check": check.name}
+                suite.add_expectation(expectation)
+        asset = source.add_dataframe_asset(frame_name)
+        batch = asset.add_batch_definition_whole_dataframe(frame_name).get_batch(
+            batch_parameters={"dataframe": frame}
+        )
+        validated: ExpectationSuiteValidationResult = batch.validate(
+            suite, result_format={"result_format": "SUMMARY", "partial_unexpected_count": 20}
+        )
+        for outcome in validated.results:
+            config = outcome.expectation_config
+            if config is not None and config.meta:
+                outcomes[str(config.meta["check"])] = outcome
+    results = []
+    for check in checks:
+        base: dict[str, Any] = {
+            "run_id": run_id,
+            "batch_id": batch_id,
+            "suite": check.frame,
+            "expectation": check.name,
+            "severity": check.severity,
+            "description": f"{check.description}. If it fails: {check.fix}",
+            "validated_at": now,
+        }
+        if check.needs is not None and check.needs in frames.skip_reasons:
+            results.append(
+                ValidationResult(
+                    **base,
+                    status="skipped",
+                    observed_value=f"skipped: {frames.skip_reasons[check.needs]}",
+                    unexpected_count=None,
+                    unexpected_sample="[]",
+                )
+            )
+            continue
+        results.append(
+            _result_of(check, frames.frames[check.frame], outcomes.get(check.name), base)
+        )
+    return results
+
+
+def validate_batch(
+    con: duckdb.DuckDBPyConnection,
+    *,
+    run_id: str,
+    batch_id: str,
+    thresholds: ValidationThresholds,
+    timezone: str,
+    sql_dir: Path | None = None,
+) -> ValidationReport:
+    """Validate one batch: the GX suites, then (when ``sql_dir`` is given) the SQL assertions.
+
+    Parameters
+    ----------
+    con
+        Warehouse holding the batch and the models built from it.
+    run_id, batch_id
+        The run doing the validation and the batch validated (the same in the nightly
+        run; ``circulate validate`` re-checks older batches under a new run id).
+    thresholds
+        Limits from the settings.
+    timezone
+        Scheme timezone (export days are local days).
+    sql_dir
+        Folder with ``tests/*.sql``; ``None`` skips the warehouse-wide assertions.
+    """
+    logging.getLogger("great_expectations").setLevel(logging.WARNING)
+    now = datetime.now(UTC)
+    frames = load_frames(con, batch_id, timezone=timezone, history_days=thresholds.history_days)
+    results = run_checks(
+        frames, batch_checks(thresholds), run_id=run_id, batch_id=batch_id, now=now
+    )
+    if sql_dir is not None:
+        results += run_sql_assertions(
+            con, sql_dir, {"timezone": timezone}, run_id=run_id, batch_id=batch_id, now=now
+        )
+    return ValidationReport(run_id, batch_id, results)
+
+
+def validate_published(
+    warehouse: Path,
+    *,
+    run_id: str,
+    thresholds: ValidationThresholds,
+    timezone: str,
+    all_batches: bool = False,
+) -> list[ValidationReport]:
+    """Re-run the suites read-only on a published warehouse (nothing is stored).
+
+    The latest batch (or every batch, oldest first, with ``all_batches``) gets the batch
+    suites; the SQL assertions run once, with the last report.
+    """
+    from circulate.analyst import open_published
+    from circulate.warehouse.runner import default_sql_dir
+
+    con = open_published(warehouse)
+    try:
+        batches = [
+            str(row[0])
+            for row in con.execute(
+                "select batch_id from audit.files where file_role = 'transactions' "
+                "group by batch_id order by min(ingested_at), batch_id"
+            ).fetchall()
+        ]
+        chosen = batches if all_batches else batches[-1:]
+        reports = [
+            validate_batch(
+                con,
+                run_id=run_id,
+                batch_id=batch,
+                thresholds=thresholds,
+                timezone=timezone,
+                sql_dir=default_sql_dir() if batch == chosen[-1] else None,
+            )
+            for batch in chosen
+        ]
+    finally:
+        con.close()
+    return reports

@@ -1,0 +1,349 @@
+"""The expectation suites run on every new batch, written in code.
+
+A :class:`Check` names one Great Expectations expectation, the frame it runs on (see
+:mod:`circulate.validate.frames`), its severity and what an operator should do when it
+fails. ``critical`` checks block publishing: the previous snapshot stays and the run
+fails. ``warning`` checks publish and are flagged in the report. Every threshold comes
+from :class:`circulate.settings.ValidationThresholds`, none is written here.
+
+Frames and what they hold (one suite each):
+
+``schema``        one row per contract column of ``raw.transactions``: expected and actual type
+``transactions``  the rows this batch loaded, with their export day and account attributes
+``files``         one row with this batch's input accounting from ``audit.files``
+``days``          one row per export day of this batch with its trailing-history band
+``export_days``   one row per day from the first export day to this batch's last one
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from great_expectations.expectations.core.expect_column_pair_values_to_be_equal import (
+    ExpectColumnPairValuesToBeEqual,
+)
+from great_expectations.expectations.core.expect_column_values_to_be_between import (
+    ExpectColumnValuesToBeBetween,
+)
+from great_expectations.expectations.core.expect_column_values_to_be_in_set import (
+    ExpectColumnValuesToBeInSet,
+)
+from great_expectations.expectations.core.expect_column_values_to_be_unique import (
+    ExpectColumnValuesToBeUnique,
+)
+from great_expectations.expectations.core.expect_column_values_to_not_be_null import (
+    ExpectColumnValuesToNotBeNull,
+)
+from great_expectations.expectations.expectation import Expectation
+
+from circulate.settings import ValidationThresholds
+from circulate.validate.store import Severity
+
+KINDS = ("issuance", "transfer", "redemption", "fee", "reversal")
+
+#: Columns of ``raw.transactions`` the data contract (DESIGN §3) fixes, with DuckDB types.
+CONTRACT_TYPES: dict[str, str] = {
+    "txn_id": "VARCHAR",
+    "occurred_at": "TIMESTAMP WITH TIME ZONE",
+    "source_id": "VARCHAR",
+    "target_id": "VARCHAR",
+    "amount": "DECIMAL(18,2)",
+    "kind": "VARCHAR",
+    "channel": "VARCHAR",
+    "batch_id": "VARCHAR",
+    "source_file": "VARCHAR",
+    "ingested_at": "TIMESTAMP WITH TIME ZONE",
+}
+
+#: Columns shown for an unexpected transaction: pseudonymised ids and provenance only.
+TRANSACTION_SAMPLE = ("txn_id", "source_file", "occurred_at", "source_id", "target_id", "amount")
+
+
+@dataclass(frozen=True)
+class Check:
+    """One expectation with its severity.
+
+    Attributes
+    ----------
+    name
+        Stable expectation name stored in ``audit.validation_results.expectation``.
+    frame
+        Which frame (suite) it runs on.
+    severity
+        ``critical`` blocks publishing, ``warning`` publishes and flags.
+    make
+        Builds the Great Expectations expectation.
+    description
+        What is expected, in words.
+    fix
+        What to do when it fails.
+    sample_columns
+        Columns of the unexpected rows kept as a sample (never raw ids).
+    needs
+        A condition under which the check runs at all; when not met the result is
+        ``skipped`` with the reason (for example no accounts file loaded yet).
+    """
+
+    name: str
+    frame: str
+    severity: Severity
+    make: Callable[[], Expectation]
+    description: str
+    fix: str
+    sample_columns: tuple[str, ...] = ()
+    needs: str | None = None
+
+
+def _not_null(column: str) -> Check:
+    return Check(
+        name=f"{column}_not_null",
+        frame="transactions",
+        severity="critical",
+        make=lambda: ExpectColumnValuesToNotBeNull(column=column),
+        description=f"every loaded row has a {column}",
+        fix="ingestion should have quarantined such rows: check the ingest code and re-run",
+        sample_columns=TRANSACTION_SAMPLE,
+    )
+
+
+def batch_checks(thresholds: ValidationThresholds) -> list[Check]:
+    """All checks of the batch suites, in reporting order.
+
+    Parameters
+    ----------
+    thresholds
+        Limits from the settings.
+
+    Returns
+    -------
+    list of Check
+
+    Examples
+    --------
+    >>> from circulate.settings import ValidationThresholds
+    >>> checks = batch_checks(ValidationThresholds())
+    >>> len({c.name for c in checks}) == len(checks)
+    True
+    >>> sorted({c.severity for c in checks})
+    ['critical', 'warning']
+    """
+    t = thresholds
+    band_low, band_high = 1 / t.band_factor, t.band_factor
+    checks = [
+        Check(
+            name="contract_column_types",
+            frame="schema",
+            severity="critical",
+            make=lambda: ExpectColumnPairValuesToBeEqual(
+                column_A="expected_type", column_B="actual_type", ignore_row_if="neither"
+            ),
+            description="raw.transactions has every contract column with its contract type",
+            fix="the warehouse schema drifted from DESIGN §3: restore the column types",
+            sample_columns=("column_name", "expected_type", "actual_type"),
+        ),
+        *(
+            _not_null(c)
+            for c in ("txn_id", "occurred_at", "source_id", "target_id", "amount", "kind")
+        ),
+        Check(
+            name="amount_positive",
+            frame="transactions",
+            severity="critical",
+            make=lambda: ExpectColumnValuesToBeBetween(
+                column="amount", min_value=0, strict_min=True
+            ),
+            description="every amount is greater than zero",
+            fix="ingestion should have quarantined non-positive amounts: check the ingest code",
+            sample_columns=TRANSACTION_SAMPLE,
+        ),
+        Check(
+            name="amount_below_ceiling",
+            frame="transactions",
+            severity="warning",
+            make=lambda: ExpectColumnValuesToBeBetween(column="amount", max_value=t.amount_ceiling),
+            description=f"every amount is at most {t.amount_ceiling:,.2f}",
+            fix="confirm these payments with the scheme, or raise "
+            "CIRCULATE_VALIDATION_AMOUNT_CEILING if such payments are normal",
+            sample_columns=TRANSACTION_SAMPLE,
+        ),
+        Check(
+            name="kind_allowed",
+            frame="transactions",
+            severity="critical",
+            make=lambda: ExpectColumnValuesToBeInSet(column="kind", value_set=list(KINDS)),
+            description=f"kind is one of {', '.join(KINDS)}",
+            fix="ingestion should have quarantined unknown kinds: check the ingest code",
+            sample_columns=(*TRANSACTION_SAMPLE, "kind"),
+        ),
+        Check(
+            name="txn_id_unique",
+            frame="transactions",
+            severity="critical",
+            make=lambda: ExpectColumnValuesToBeUnique(column="txn_id"),
+            description="no txn_id is loaded twice in the batch",
+            fix="ingestion should have kept one copy: check the ingest code and re-run",
+            sample_columns=TRANSACTION_SAMPLE,
+        ),
+        Check(
+            name="occurred_within_export_day",
+            frame="transactions",
+            severity="warning",
+            make=lambda: ExpectColumnValuesToBeBetween(
+                column="hours_outside_export_day", min_value=0, max_value=t.day_tolerance_hours
+            ),
+            description="every timestamp lies in its file's local day, give or take "
+            f"{t.day_tolerance_hours:g} h",
+            fix="check the export's timezone setting (CIRCULATE_TIMEZONE) and the file's name",
+            sample_columns=(*TRANSACTION_SAMPLE, "export_day", "hours_outside_export_day"),
+        ),
+        Check(
+            name="source_account_known",
+            frame="transactions",
+            severity="warning",
+            make=lambda: ExpectColumnValuesToNotBeNull(column="source_account_type"),
+            description="every paying account is listed in the accounts file",
+            fix="send an up-to-date accounts.csv; until then these accounts count as unknown",
+            sample_columns=TRANSACTION_SAMPLE,
+            needs="accounts",
+        ),
+        Check(
+            name="target_account_known",
+            frame="transactions",
+            severity="warning",
+            make=lambda: ExpectColumnValuesToNotBeNull(column="target_account_type"),
+            description="every paid account is listed in the accounts file",
+            fix="send an up-to-date accounts.csv; until then these accounts count as unknown",
+            sample_columns=TRANSACTION_SAMPLE,
+            needs="accounts",
+        ),
+        Check(
+            name="issuance_from_issuer",
+            frame="transactions",
+            severity="critical",
+            make=lambda: ExpectColumnValuesToBeInSet(
+                column="issuance_from_issuer", value_set=[True]
+            ),
+            description="every issuance comes from an issuer account of the accounts file",
+            fix="a member cannot create money: correct the export or the account's type",
+            sample_columns=(*TRANSACTION_SAMPLE, "source_account_type"),
+            needs="issuers",
+        ),
+        Check(
+            name="outflow_to_issuer",
+            frame="transactions",
+            severity="critical",
+            make=lambda: ExpectColumnValuesToBeInSet(column="outflow_to_issuer", value_set=[True]),
+            description="every redemption and fee goes to an issuer account",
+            fix="money leaves circulation only through the issuer: correct the export or "
+            "the account's type in accounts.csv",
+            sample_columns=(*TRANSACTION_SAMPLE, "kind", "target_account_type"),
+            needs="issuers",
+        ),
+        Check(
+            name="payer_never_overdrawn",
+            frame="transactions",
+            severity="critical",
+            make=lambda: ExpectColumnValuesToBeBetween(column="payer_balance_after", min_value=0),
+            description="no member pays more than they hold, replaying the whole ledger in "
+            "time order",
+            fix="a payment with no money behind it: an earlier export is missing or wrong; "
+            "ask the scheme for the missing rows and re-run",
+            sample_columns=(*TRANSACTION_SAMPLE, "payer_balance_after"),
+        ),
+        Check(
+            name="files_readable",
+            frame="files",
+            # An unreadable file is rejected whole and the others still publish (issue 4):
+            # flag it loudly rather than hold back every good file of the night.
+            severity="warning",
+            make=lambda: ExpectColumnValuesToBeBetween(column="files_unusable", max_value=0),
+            description="every input file of the batch was read and had the required columns",
+            fix="see audit.files.message for the file and send a corrected export",
+            sample_columns=("files", "files_unusable", "unusable_files"),
+        ),
+        Check(
+            name="quarantine_share_warning",
+            frame="files",
+            severity="warning",
+            make=lambda: ExpectColumnValuesToBeBetween(
+                column="quarantine_share", max_value=t.quarantine_warning
+            ),
+            description=f"at most {t.quarantine_warning:.1%} of input rows quarantined",
+            fix="see audit.quarantine for the reasons and ask the scheme for corrected rows",
+            sample_columns=("rows_in", "rows_quarantined", "quarantine_share", "top_reasons"),
+        ),
+        Check(
+            name="quarantine_share_critical",
+            frame="files",
+            severity="critical",
+            make=lambda: ExpectColumnValuesToBeBetween(
+                column="quarantine_share", max_value=t.quarantine_critical
+            ),
+            description=f"at most {t.quarantine_critical:.1%} of input rows quarantined",
+            fix="too much of the export is unusable to publish: see audit.quarantine for the "
+            "reasons, have the exports corrected and re-run",
+            sample_columns=("rows_in", "rows_quarantined", "quarantine_share", "top_reasons"),
+        ),
+        Check(
+            name="no_conflicting_resends",
+            frame="files",
+            severity="critical",
+            make=lambda: ExpectColumnValuesToBeBetween(column="conflicts", max_value=0),
+            description="no txn_id arrives again with different content",
+            fix="the source system changed a booked transaction: ask the scheme which version "
+            "is right, then replace the older file's row and re-run",
+            sample_columns=("conflicts", "conflict_files"),
+        ),
+        Check(
+            name="duplicate_share",
+            frame="files",
+            severity="warning",
+            make=lambda: ExpectColumnValuesToBeBetween(
+                column="duplicate_share", max_value=t.duplicate_warning
+            ),
+            description=f"at most {t.duplicate_warning:.1%} of input rows are identical re-sends",
+            fix="harmless for the figures (each re-send is loaded once) but the export job "
+            "re-sends rows: tell the scheme",
+            sample_columns=("rows_in", "rows_duplicate", "duplicate_share"),
+        ),
+        Check(
+            name="row_count_within_band",
+            frame="days",
+            severity="warning",
+            make=lambda: ExpectColumnValuesToBeBetween(
+                column="row_ratio", min_value=band_low, max_value=band_high
+            ),
+            description=f"each day's row count is within {t.band_factor:g}× of the median "
+            f"of the same weekday in the trailing {t.history_days} days",
+            fix="a sudden drop or spike: check the export is complete and not repeated",
+            sample_columns=("export_day", "row_count", "median_rows", "row_ratio"),
+            needs="history",
+        ),
+        Check(
+            name="volume_within_band",
+            frame="days",
+            severity="warning",
+            make=lambda: ExpectColumnValuesToBeBetween(
+                column="volume_ratio", min_value=band_low, max_value=band_high
+            ),
+            description=f"each day's transfer volume is within {t.band_factor:g}× of the "
+            f"median of the same weekday in the trailing {t.history_days} days (issuance and "
+            "redemption are left out: council top-ups and monthly rates make them lumpy)",
+            fix="a sudden drop or spike in money moved between members: check the export",
+            sample_columns=("export_day", "volume", "median_volume", "volume_ratio"),
+            needs="history",
+        ),
+        Check(
+            name="export_day_present",
+            frame="export_days",
+            severity="critical",
+            make=lambda: ExpectColumnValuesToBeBetween(column="files", min_value=1),
+            description="an export file exists for every day from the first export to the "
+            "batch's last one",
+            fix="a day's export is missing: ask the scheme for it (a day without payments "
+            "needs a file with only the header row) and re-run",
+            sample_columns=("day", "files"),
+        ),
+    ]
+    return checks
