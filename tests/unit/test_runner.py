@@ -126,3 +126,33 @@ def test_python_model_runs_between_what_it_reads_and_what_reads_it(project: Path
     assert built.index("staging.numbers") < built.index("intermediate.squares")
     assert built.index("intermediate.squares") < built.index("marts.c_sum_of_squares")
     assert con.execute("from marts.c_sum_of_squares").fetchall() == [(14,)]
+
+
+def test_one_python_build_can_make_several_tables(project: Path) -> None:
+    def build_pair(con: duckdb.DuckDBPyConnection, parameters: Mapping[str, Any]) -> None:
+        con.execute("create or replace table intermediate.odds as select 1 as n union all select 3")
+        con.execute("create or replace table intermediate.evens as select 2 as n")
+
+    pair = PythonModel(
+        "intermediate",
+        "odds",
+        frozenset({"staging.numbers"}),
+        build_pair,
+        "Odd numbers.",
+        also_builds={"intermediate.evens": "Even numbers."},
+    )
+    # Reads only the table built "on the side": it must still run after the model.
+    _write(project, "marts/c_evens.sql", "select count(*) as c from intermediate.evens")
+    con = duckdb.connect()
+    _schemas(con)
+    built = run_models(con, project, {"factor": 2}, python_models=[pair])
+    assert built.index("intermediate.evens") < built.index("marts.c_evens")
+    assert con.execute("from marts.c_evens").fetchall() == [(1,)]
+    comments = dict(
+        con.execute(
+            "select table_name, comment from duckdb_tables() where schema_name = 'intermediate'"
+        ).fetchall()
+    )
+    assert comments == {"odds": "Odd numbers.", "evens": "Even numbers."}
+    with pytest.raises(ConfigurationError, match=r"intermediate\.odds is built both"):
+        discover_models(project, [pair, pair])

@@ -54,32 +54,6 @@ BOOTSTRAP_SEED = 2012
 PERIOD_KINDS = ("day", "week", "month", "all")
 TRACE_READS = frozenset({"staging.transactions", "intermediate.issuer_accounts"})
 
-# One trace per build: the three tracer tables share it. Keyed by the connection and a
-# fingerprint of the ledger, so a changed ledger (or another warehouse) is traced afresh.
-_memo: dict[tuple[int, tuple[Any, ...]], tuple[Ledger, TraceResult]] = {}
-
-
-def _fingerprint(con: duckdb.DuckDBPyConnection) -> tuple[Any, ...]:
-    row = con.execute(
-        "select count(*), sum(amount), min(occurred_at), max(occurred_at), "
-        "bit_xor(hash(txn_id || kind || source_id || target_id || amount::varchar)) "
-        "from staging.transactions"
-    ).fetchall()
-    return tuple(row[0]) if row else ()
-
-
-def traced(con: duckdb.DuckDBPyConnection) -> tuple[Ledger, TraceResult]:
-    """The ledger of ``staging.transactions`` and its FIFO trace (computed once per ledger)."""
-    key = (id(con), _fingerprint(con))
-    if key not in _memo:
-        _memo.clear()
-        ledger = load_ledger(con)
-        # Not strict: an overdrawn account must fail the build's assertions
-        # (account_balances_never_negative, circulation_metrics_conservation), which name
-        # every offending row, rather than stop the build at the first one.
-        _memo[key] = (ledger, trace(ledger, "fifo", con, strict=False))
-    return _memo[key]
-
 
 def _write(con: duckdb.DuckDBPyConnection, frame: pl.DataFrame, table: str, select: str) -> None:
     # Table name and select list are this module's constants, never data.
@@ -171,9 +145,10 @@ def bootstrap_ratio_interval(
 # --- table builders ------------------------------------------------------------------
 
 
-def build_issuance_reach(con: duckdb.DuckDBPyConnection, parameters: Mapping[str, Any]) -> None:
+def _write_issuance_reach(
+    con: duckdb.DuckDBPyConnection, ledger: Ledger, result: TraceResult
+) -> None:
     """Create ``intermediate.issuance_reach``: one row per issuance, traced FIFO."""
-    ledger, result = traced(con)
     ids = con.execute(
         "select txn_id from staging.transactions "
         "where source_id in (select account_id from intermediate.issuer_accounts) "
@@ -203,9 +178,10 @@ def build_issuance_reach(con: duckdb.DuckDBPyConnection, parameters: Mapping[str
     )
 
 
-def build_money_trajectories(con: duckdb.DuckDBPyConnection, parameters: Mapping[str, Any]) -> None:
+def _write_money_trajectories(
+    con: duckdb.DuckDBPyConnection, ledger: Ledger, result: TraceResult
+) -> None:
     """Create ``intermediate.money_trajectories``: amount by origin day, end state, hops."""
-    ledger, result = traced(con)
     days, states, hops = np.nonzero(result.trajectories)
     frame = pl.DataFrame(
         {
@@ -224,9 +200,10 @@ def build_money_trajectories(con: duckdb.DuckDBPyConnection, parameters: Mapping
     )
 
 
-def build_holding_spells(con: duckdb.DuckDBPyConnection, parameters: Mapping[str, Any]) -> None:
+def _write_holding_spells(
+    con: duckdb.DuckDBPyConnection, ledger: Ledger, result: TraceResult
+) -> None:
     """Create ``intermediate.holding_spells``: spell histogram by exit day and bin."""
-    ledger, result = traced(con)
     days, bins = np.nonzero(result.spell_pence)
     edges = [spell_bin_edges(b) for b in range(SPELL_BINS)]
     frame = pl.DataFrame(
@@ -250,9 +227,8 @@ def build_holding_spells(con: duckdb.DuckDBPyConnection, parameters: Mapping[str
     )
 
 
-def build_markov_multipliers(con: duckdb.DuckDBPyConnection, parameters: Mapping[str, Any]) -> None:
+def _write_markov_multipliers(con: duckdb.DuckDBPyConnection, ledger: Ledger) -> None:
     """Create ``intermediate.markov_multipliers``: Markov LM_2 … LM_5 per period."""
-    ledger, _result = traced(con)
     rows: list[dict[str, Any]] = []
     for kind in PERIOD_KINDS:
         for first, values in markov_lm_by_period(
@@ -270,11 +246,8 @@ def build_markov_multipliers(con: duckdb.DuckDBPyConnection, parameters: Mapping
     _write(con, pl.DataFrame(rows, schema=schema), "intermediate.markov_multipliers", "*")
 
 
-def build_circulation_intervals(
-    con: duckdb.DuckDBPyConnection, parameters: Mapping[str, Any]
-) -> None:
+def _write_circulation_intervals(con: duckdb.DuckDBPyConnection, result: TraceResult) -> None:
     """Create ``intermediate.circulation_intervals``: bootstrap intervals, whole history."""
-    _ledger, result = traced(con)
     reach = result.origin_reach.astype(np.float64)
     lm3 = bootstrap_ratio_interval(reach[:, :3].sum(axis=1), reach[:, 0])
     daily = con.execute(
@@ -325,49 +298,50 @@ def build_circulation_intervals(
     _write(con, frame, "intermediate.circulation_intervals", "*")
 
 
+def build_traced_tables(con: duckdb.DuckDBPyConnection, parameters: Mapping[str, Any]) -> None:
+    """Trace the whole ledger once (FIFO) and write every table that derives from it."""
+    ledger = load_ledger(con)
+    # Not strict: an overdrawn account must fail the build's assertions
+    # (account_balances_never_negative, circulation_metrics_conservation), which name
+    # every offending row, rather than stop the build at the first one.
+    result = trace(ledger, "fifo", con, strict=False)
+    _write_issuance_reach(con, ledger, result)
+    _write_money_trajectories(con, ledger, result)
+    _write_holding_spells(con, ledger, result)
+    _write_markov_multipliers(con, ledger)
+    _write_circulation_intervals(con, result)
+
+
 MODELS = [
     PythonModel(
         "intermediate",
         "issuance_reach",
-        TRACE_READS,
-        build_issuance_reach,
+        TRACE_READS | {"intermediate.day_spine"},
+        build_traced_tables,
         "One row per issuance, its money traced FIFO through the whole history: amount, "
         "reach_t = amount that made at least t transfers (t = 1..4), hop_amount = sum of "
         "amount x hops, and how much ended redeemed, as fees or is still held.",
-    ),
-    PythonModel(
-        "intermediate",
-        "money_trajectories",
-        TRACE_READS,
-        build_money_trajectories,
-        "Traced (FIFO) money by local day of its issuance, end state (redeemed, fee, held) "
-        "and hops (transfers made); amount in currency units.",
-    ),
-    PythonModel(
-        "intermediate",
-        "holding_spells",
-        TRACE_READS,
-        build_holding_spells,
-        "Holding spells (time a unit sat in one member account before any outflow), traced "
-        "FIFO, by local exit day and logarithmic duration bin (2 % wide above one minute): "
-        "amount and amount x seconds (exact, for the mean).",
-    ),
-    PythonModel(
-        "intermediate",
-        "markov_multipliers",
-        TRACE_READS,
-        build_markov_multipliers,
-        "Markov estimate of LM_2..LM_5 per period (day, week, month, all): P = each account's "
-        "transfer shares of its money in the period, pi0 = where issuance lands.",
-    ),
-    PythonModel(
-        "intermediate",
-        "circulation_intervals",
-        TRACE_READS | {"intermediate.day_spine"},
-        build_circulation_intervals,
-        f"Bootstrap 95 % percentile intervals ({BOOTSTRAP_REPLICATES} replicates, seed "
-        f"{BOOTSTRAP_SEED}) for the whole history: LM3 resampling issuances, velocity "
-        "resampling days.",
+        also_builds={
+            "intermediate.money_trajectories": (
+                "Traced (FIFO) money by local day of its issuance, end state (redeemed, fee, "
+                "held) and hops (transfers made); amount in currency units."
+            ),
+            "intermediate.holding_spells": (
+                "Holding spells (time a unit sat in one member account before any outflow), "
+                "traced FIFO, by local exit day and logarithmic duration bin (2 % wide above "
+                "one minute): amount and amount x seconds (exact, for the mean)."
+            ),
+            "intermediate.markov_multipliers": (
+                "Markov estimate of LM_2..LM_5 per period (day, week, month, all): P = each "
+                "account's transfer shares of its money in the period, pi0 = where issuance "
+                "lands."
+            ),
+            "intermediate.circulation_intervals": (
+                f"Bootstrap 95 % percentile intervals ({BOOTSTRAP_REPLICATES} replicates, seed "
+                f"{BOOTSTRAP_SEED}) for the whole history: LM3 resampling issuances, velocity "
+                "resampling days."
+            ),
+        },
     ),
 ]
 

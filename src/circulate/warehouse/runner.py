@@ -10,7 +10,7 @@ from __future__ import annotations
 import inspect
 import re
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from graphlib import CycleError, TopologicalSorter
 from pathlib import Path
 from typing import Any
@@ -76,10 +76,18 @@ class PythonModel:
     reads: frozenset[str]
     build: Callable[[duckdb.DuckDBPyConnection, Mapping[str, Any]], None]
     description: str
+    #: Further tables the same ``build`` creates (table -> description), for work that
+    #: feeds several tables from one expensive computation, such as one trace of money.
+    also_builds: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def table(self) -> str:
         return f"{self.layer}.{self.name}"
+
+    @property
+    def tables(self) -> dict[str, str]:
+        """Every table this model builds, with its description."""
+        return {self.table: self.description, **self.also_builds}
 
     @property
     def depends_on(self) -> set[str]:
@@ -104,21 +112,25 @@ def discover_models(sql_dir: Path, python_models: Sequence[PythonModel] = ()) ->
         for path in sorted((sql_dir / layer).glob("*.sql")):
             model = Model(layer, path.stem, path, path.read_text(encoding="utf-8"))
             models[model.table] = model
+    built_by = {table: table for table in models}  # table -> key of the model building it
     for python_model in python_models:
-        if python_model.table in models:
-            raise ConfigurationError(
-                f"{python_model.table} is built both by {models[python_model.table].path} "
-                f"and by {python_model.path}: keep one."
-            )
+        for table in python_model.tables:
+            if table in built_by:
+                raise ConfigurationError(
+                    f"{table} is built both by {models[built_by[table]].path} "
+                    f"and by {python_model.path}: keep one."
+                )
+            built_by[table] = python_model.table
         models[python_model.table] = python_model
     sorter: TopologicalSorter[str] = TopologicalSorter()
-    for table in sorted(models):
-        candidate = models[table]
+    for key in sorted(models):
+        candidate = models[key]
         layer_rank = LAYERS.index(candidate.layer)
         earlier_layers = {
             other for other, m in models.items() if LAYERS.index(m.layer) < layer_rank
         }
-        sorter.add(table, *((candidate.depends_on & models.keys()) | earlier_layers))
+        reads = {built_by[t] for t in candidate.depends_on if t in built_by} - {key}
+        sorter.add(key, *(reads | earlier_layers))
     try:
         order = list(sorter.static_order())
     except CycleError as error:
@@ -158,8 +170,9 @@ def run_models(
             progress(f"building {model.table}")
         if isinstance(model, PythonModel):
             model.build(con, parameters)
-            _comment(con, model.table, model.description)
-            built.append(model.table)
+            for table, description in model.tables.items():
+                _comment(con, table, description)
+                built.append(table)
             continue
         try:
             # Model text and table name come from the project's own files, never from data.
