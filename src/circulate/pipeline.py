@@ -28,7 +28,12 @@ from circulate.warehouse import publish as snapshot
 from circulate.warehouse.connection import connect
 from circulate.warehouse.export import export_marts
 from circulate.warehouse.lock import run_lock
-from circulate.warehouse.runner import default_sql_dir, run_assertions, run_models
+from circulate.warehouse.runner import (
+    apply_glossary,
+    default_sql_dir,
+    run_assertions,
+    run_models,
+)
 from circulate.warehouse.schema import ensure_persistent_tables
 
 Progress = Callable[[str], None]
@@ -148,9 +153,11 @@ def ingest_new_files(ctx: RunContext, progress: Progress = _quiet) -> IngestSumm
 def build_models(ctx: RunContext, progress: Progress = _quiet) -> list[str]:
     """Rebuild every staging, intermediate and mart model in the build."""
     with _open_build(ctx) as con:
-        return run_models(
+        built = run_models(
             con, ctx.sql_dir, ctx.parameters, python_models=python_models(), progress=progress
         )
+        apply_glossary(con, ctx.sql_dir / "glossary.toml")
+        return built
 
 
 def validate_new_batch(ctx: RunContext, progress: Progress = _quiet) -> None:

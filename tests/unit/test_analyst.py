@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -55,3 +56,24 @@ def test_status_shows_runs_and_row_counts(published: Settings) -> None:
     text = status(published.warehouse, run_log_path(published))
     assert "marts.daily_circulation: 3 rows" in text
     assert "Published snapshot" in text
+
+
+def test_data_dictionary_in_docs_is_current(published: Settings) -> None:
+    """docs/data-dictionary.md must match the warehouse the code builds.
+
+    When this fails, regenerate it: `uv run circulate docs` (after `circulate run` or
+    `make demo`), and commit the result.
+    """
+    con = open_published(published.warehouse)
+    expected = data_dictionary(con)
+    committed = (Path(__file__).parents[2] / "docs" / "data-dictionary.md").read_text()
+    assert committed == expected, "docs/data-dictionary.md is stale: run `circulate docs`"
+
+
+def test_every_mart_column_is_described(published: Settings) -> None:
+    con = open_published(published.warehouse)
+    undescribed = con.execute(
+        "select table_name || '.' || column_name from duckdb_columns() "
+        "where schema_name = 'marts' and comment is null"
+    ).fetchall()
+    assert undescribed == [], "add these columns to sql/glossary.toml"

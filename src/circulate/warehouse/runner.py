@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import inspect
 import re
+import tomllib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from graphlib import CycleError, TopologicalSorter
@@ -229,3 +230,29 @@ def run_assertions(
                 AssertionFailure(path.stem, path, len(rows), columns, rows[:SAMPLE_ROWS])
             )
     return failures
+
+
+def apply_glossary(con: duckdb.DuckDBPyConnection, glossary_file: Path) -> int:
+    """Comment every column named in ``glossary_file`` (``sql/glossary.toml``).
+
+    ``[columns]`` maps a column name to its meaning wherever it appears; ``[tables]``
+    entries (``schema.table.column``) win for the one column they name. Returns the
+    number of columns commented.
+    """
+    glossary = tomllib.loads(glossary_file.read_text(encoding="utf-8"))
+    by_name: dict[str, str] = glossary.get("columns", {})
+    by_table: dict[str, str] = glossary.get("tables", {})
+    columns = con.execute(
+        "select schema_name, table_name, column_name from duckdb_columns() "
+        "where schema_name in ('raw', 'audit', 'staging', 'intermediate', 'marts') "
+        "and not internal"
+    ).fetchall()
+    commented = 0
+    for schema, table, column in columns:
+        text = by_table.get(f"{schema}.{table}.{column}", by_name.get(column))
+        if text:
+            literal = "'" + text.replace("'", "''") + "'"
+            # Names come from DuckDB's own catalogue; COMMENT ON takes no parameters.
+            con.execute(f'comment on column {schema}."{table}"."{column}" is {literal}')
+            commented += 1
+    return commented
