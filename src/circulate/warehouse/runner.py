@@ -237,8 +237,10 @@ def apply_glossary(con: duckdb.DuckDBPyConnection, glossary_file: Path) -> int:
 
     ``[columns]`` maps a column name to its meaning wherever it appears; ``[tables]``
     entries (``schema.table.column``) win for the one column they name. Returns the
-    number of columns commented.
+    number of columns commented (none when the SQL folder has no glossary).
     """
+    if not glossary_file.is_file():
+        return 0
     glossary = tomllib.loads(glossary_file.read_text(encoding="utf-8"))
     by_name: dict[str, str] = glossary.get("columns", {})
     by_table: dict[str, str] = glossary.get("tables", {})
