@@ -89,7 +89,7 @@ BITSET_MAX_WORK = 3e10  # word operations: about half a minute here
 BITSET_BLOCK_BYTES = 64 * 2**20
 TOP_HUBS = 5
 SCOPES = ("member", "business")
-READS = frozenset({"staging.transactions", "staging.accounts", "intermediate.issuer_accounts"})
+READS = frozenset({"intermediate.member_transfers", "staging.accounts"})
 
 _F = TypeVar("_F", bound=Callable[..., Any])
 
@@ -757,12 +757,7 @@ class Ledger:
 
 _EDGES_SQL = """
 with transfers as (
-    select local_day, source_id, target_id, amount
-    from staging.transactions
-    where kind = 'transfer'
-      and source_id <> target_id
-      and source_id not in (select account_id from intermediate.issuer_accounts)
-      and target_id not in (select account_id from intermediate.issuer_accounts)
+    select local_day, source_id, target_id, amount from intermediate.member_transfers
 )
 select
     cast(date_trunc('month', local_day) as date) as period_start,

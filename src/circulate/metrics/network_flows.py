@@ -34,7 +34,7 @@ from circulate.warehouse.runner import PythonModel
 __all__ = ["MODELS", "complementary_suppression", "k_anonymity", "primary_suppression"]
 
 DEFAULT_K_ANONYMITY = 5
-READS = frozenset({"staging.transactions", "staging.accounts", "intermediate.issuer_accounts"})
+READS = frozenset({"intermediate.member_transfers", "staging.accounts"})
 
 # Group of an account: its sector (businesses), else its account type, so individuals and
 # public bodies show up as their own rows; its area. Constants, never data.
@@ -45,12 +45,7 @@ _GROUPS = {
 
 _FLOWS_SQL = """
 with transfers as (
-    select local_day, source_id, target_id, amount
-    from staging.transactions
-    where kind = 'transfer'
-      and source_id <> target_id
-      and source_id not in (select account_id from intermediate.issuer_accounts)
-      and target_id not in (select account_id from intermediate.issuer_accounts)
+    select local_day, source_id, target_id, amount from intermediate.member_transfers
 ),
 
 groups as (

@@ -24,14 +24,12 @@ from typing import Any
 import duckdb
 import polars as pl
 
-from circulate.errors import ConfigurationError
-from circulate.settings import MINIMUM_K_ANONYMITY
+from circulate.metrics.network_flows import k_anonymity
 from circulate.warehouse.runner import PythonModel
 
 __all__ = ["FREQUENT_TRANSFERS", "MEASURES", "MODELS", "suppress"]
 
 FREQUENT_TRANSFERS = 4
-DEFAULT_K = 5
 MEASURES = ("active_accounts", "frequent_traders", "new_accounts", "churned_accounts")
 DIMENSIONS = ("account_type", "sector", "area")
 
@@ -112,21 +110,6 @@ order by month, dimension, group_value
 """
 
 
-def k_of(parameters: Mapping[str, Any]) -> int:
-    """The run's k-anonymity (``parameters['k_anonymity']``, default 5), never below 3.
-
-    >>> k_of({}), k_of({"k_anonymity": 8})
-    (5, 8)
-    """
-    k = int(parameters.get("k_anonymity", DEFAULT_K))
-    if k < MINIMUM_K_ANONYMITY:
-        raise ConfigurationError(
-            f"k_anonymity = {k} is below the minimum of {MINIMUM_K_ANONYMITY}: set "
-            f"CIRCULATE_K_ANONYMITY to {MINIMUM_K_ANONYMITY} or more."
-        )
-    return k
-
-
 def suppress(counts: list[int], group_sizes: list[int], k: int) -> list[int | None]:
     """Hide the counts of one measure across one dimension's groups (see module docstring).
 
@@ -151,7 +134,7 @@ def suppress(counts: list[int], group_sizes: list[int], k: int) -> list[int | No
 
 def build_participation(con: duckdb.DuckDBPyConnection, parameters: Mapping[str, Any]) -> None:
     """Create ``marts.participation`` with small groups suppressed."""
-    k = k_of(parameters)
+    k = k_anonymity(parameters)
     frame = con.sql(_COUNTS_SQL, params={"frequent": FREQUENT_TRANSFERS}).pl()
     rows: list[dict[str, Any]] = []
     for (month, dimension), part in frame.group_by(["month", "dimension"], maintain_order=True):
