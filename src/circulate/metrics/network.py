@@ -830,9 +830,8 @@ NODE_SCHEMA: dict[str, Any] = {
 }
 
 
-def build_network_nodes(con: duckdb.DuckDBPyConnection, parameters: Mapping[str, Any]) -> None:
+def _write_network_nodes(con: duckdb.DuckDBPyConnection, ledger: Ledger) -> None:
     """Create ``marts.network_nodes``: whole-history node metrics for both scopes."""
-    ledger = load_ledger(con)
     frames = [pl.DataFrame(schema=NODE_SCHEMA)]
     for scope in SCOPES:
         edges, old = ledger.graph(None, scope)
@@ -884,9 +883,8 @@ def build_network_nodes(con: duckdb.DuckDBPyConnection, parameters: Mapping[str,
     )
 
 
-def build_network_summary(con: duckdb.DuckDBPyConnection, parameters: Mapping[str, Any]) -> None:
+def _write_network_summary(con: duckdb.DuckDBPyConnection, ledger: Ledger) -> None:
     """Create ``marts.network_summary``: one row per scope, month and the whole history."""
-    ledger = load_ledger(con)
     schema = {
         "scope": pl.String,
         "period_kind": pl.String,
@@ -941,7 +939,21 @@ SUMMARY_DESCRIPTION = (
     "the top hub (top 5 hubs) by weighted PageRank."
 )
 
+
+def build_network_tables(con: duckdb.DuckDBPyConnection, parameters: Mapping[str, Any]) -> None:
+    """Load the transfer graph once; write ``marts.network_nodes`` and ``network_summary``."""
+    ledger = load_ledger(con)
+    _write_network_nodes(con, ledger)
+    _write_network_summary(con, ledger)
+
+
 MODELS = [
-    PythonModel("marts", "network_nodes", READS, build_network_nodes, NODES_DESCRIPTION),
-    PythonModel("marts", "network_summary", READS, build_network_summary, SUMMARY_DESCRIPTION),
+    PythonModel(
+        "marts",
+        "network_nodes",
+        READS,
+        build_network_tables,
+        NODES_DESCRIPTION,
+        also_builds={"marts.network_summary": SUMMARY_DESCRIPTION},
+    ),
 ]
