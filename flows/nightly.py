@@ -85,6 +85,7 @@ def render(settings: Settings, run_status: str, run_id: str) -> ReportResult:
         run_id=run_id,
         scheme_name=settings.scheme_name,
         currency_symbol=settings.currency_symbol,
+        k_anonymity=settings.k_anonymity,
     )
 
 
