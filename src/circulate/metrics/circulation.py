@@ -36,7 +36,7 @@ from circulate.metrics.tracing import (
     spell_bin_edges,
     trace,
 )
-from circulate.warehouse.runner import PythonModel
+from circulate.warehouse.runner import PythonModel, write_frame
 
 __all__ = [
     "BOOTSTRAP_REPLICATES",
@@ -53,16 +53,6 @@ BOOTSTRAP_REPLICATES = 400
 BOOTSTRAP_SEED = 2012
 PERIOD_KINDS = ("day", "week", "month", "all")
 TRACE_READS = frozenset({"staging.transactions", "intermediate.issuer_accounts"})
-
-
-def _write(con: duckdb.DuckDBPyConnection, frame: pl.DataFrame, table: str, select: str) -> None:
-    # Table name and select list are this module's constants, never data.
-    view = "_circulation_frame"
-    con.register(view, frame)
-    try:
-        con.execute(f"create or replace table {table} as select {select} from {view}")  # noqa: S608
-    finally:
-        con.unregister(view)
 
 
 def _money_cast(column: str) -> str:
@@ -170,7 +160,7 @@ def _write_issuance_reach(
         schema_overrides={"origin_day": pl.Date},
     )
     money = [c for c in frame.columns if c.endswith("_pence")]
-    _write(
+    write_frame(
         con,
         frame,
         "intermediate.issuance_reach",
@@ -192,7 +182,7 @@ def _write_money_trajectories(
         },
         schema_overrides={"origin_day": pl.Date, "end_state": pl.String},
     )
-    _write(
+    write_frame(
         con,
         frame,
         "intermediate.money_trajectories",
@@ -217,7 +207,7 @@ def _write_holding_spells(
         },
         schema_overrides={"exit_day": pl.Date},
     )
-    _write(
+    write_frame(
         con,
         frame,
         "intermediate.holding_spells",
@@ -243,7 +233,7 @@ def _write_markov_multipliers(con: duckdb.DuckDBPyConnection, ledger: Ledger) ->
             rows.append(row)
     schema: dict[str, Any] = {"period_kind": pl.String, "period_start": pl.Date}
     schema.update({f"markov_lm{k}": pl.Float64 for k in range(2, MAX_K + 1)})
-    _write(con, pl.DataFrame(rows, schema=schema), "intermediate.markov_multipliers", "*")
+    write_frame(con, pl.DataFrame(rows, schema=schema), "intermediate.markov_multipliers", "*")
 
 
 def _write_circulation_intervals(con: duckdb.DuckDBPyConnection, result: TraceResult) -> None:
@@ -295,7 +285,7 @@ def _write_circulation_intervals(con: duckdb.DuckDBPyConnection, result: TraceRe
             "seed": pl.Int64,
         },
     )
-    _write(con, frame, "intermediate.circulation_intervals", "*")
+    write_frame(con, frame, "intermediate.circulation_intervals", "*")
 
 
 def build_traced_tables(con: duckdb.DuckDBPyConnection, parameters: Mapping[str, Any]) -> None:

@@ -52,7 +52,7 @@ import numpy as np
 import numpy.typing as npt
 import polars as pl
 
-from circulate.warehouse.runner import PythonModel
+from circulate.warehouse.runner import PythonModel, write_frame
 
 __all__ = [
     "MODELS",
@@ -802,16 +802,6 @@ def load_ledger(con: duckdb.DuckDBPyConnection) -> Ledger:
     return Ledger(numbered, nodes)
 
 
-def _write(con: duckdb.DuckDBPyConnection, frame: pl.DataFrame, table: str, select: str) -> None:
-    # Table name and select list are this module's constants, never data.
-    view = "_network_frame"
-    con.register(view, frame)
-    try:
-        con.execute(f"create or replace table {table} as select {select} from {view}")  # noqa: S608
-    finally:
-        con.unregister(view)
-
-
 def _money(column: str) -> str:
     return f"cast({column} / 100 as decimal(18, 2)) as {column.removesuffix('_cents')}"
 
@@ -873,7 +863,7 @@ def _write_network_nodes(con: duckdb.DuckDBPyConnection, ledger: Ledger) -> None
         )
         .sort("scope", "account_id")
     )
-    _write(
+    write_frame(
         con,
         nodes,
         "marts.network_nodes",
@@ -910,7 +900,7 @@ def _write_network_summary(con: duckdb.DuckDBPyConnection, ledger: Ledger) -> No
     columns = ", ".join(
         _money(name) if name == "volume_cents" else name for name in summary.columns
     )
-    _write(
+    write_frame(
         con,
         summary.sort("scope", "period_kind", "period_start"),
         "marts.network_summary",

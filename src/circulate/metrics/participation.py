@@ -25,7 +25,7 @@ import duckdb
 import polars as pl
 
 from circulate.metrics.network_flows import k_anonymity
-from circulate.warehouse.runner import PythonModel
+from circulate.warehouse.runner import PythonModel, write_frame
 
 __all__ = ["FREQUENT_TRANSFERS", "MEASURES", "MODELS", "suppress"]
 
@@ -161,13 +161,7 @@ def build_participation(con: duckdb.DuckDBPyConnection, parameters: Mapping[str,
     schema: dict[str, Any] = {"month": pl.Date, "dimension": pl.String, "group_value": pl.String}
     schema |= {m: pl.Int64 for m in MEASURES}
     schema |= {"suppressed": pl.Boolean, "k_anonymity": pl.Int64}
-    out = pl.DataFrame(rows, schema=schema)
-    view = "_participation_frame"
-    con.register(view, out)
-    try:
-        con.execute(f"create or replace table marts.participation as select * from {view}")  # noqa: S608
-    finally:
-        con.unregister(view)
+    write_frame(con, pl.DataFrame(rows, schema=schema), "marts.participation")
 
 
 MODELS = [

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+import polars as pl
 
 from circulate.errors import ConfigurationError
 from circulate.warehouse.schema import LAYERS
@@ -258,3 +259,19 @@ def apply_glossary(con: duckdb.DuckDBPyConnection, glossary_file: Path) -> int:
             con.execute(f'comment on column {schema}."{table}"."{column}" is {literal}')
             commented += 1
     return commented
+
+
+def write_frame(
+    con: duckdb.DuckDBPyConnection, frame: pl.DataFrame, table: str, select: str = "*"
+) -> None:
+    """Create (or replace) ``table`` from a Polars frame, with ``select`` over its columns.
+
+    ``table`` and ``select`` must be the calling module's constants, never data: DuckDB
+    takes neither as a parameter.
+    """
+    view = "_frame_to_write"
+    con.register(view, frame)
+    try:
+        con.execute(f"create or replace table {table} as select {select} from {view}")  # noqa: S608
+    finally:
+        con.unregister(view)
