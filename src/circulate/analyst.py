@@ -157,6 +157,31 @@ def status(warehouse: Path, run_log: Path, *, last: int = 5) -> str:
         for name, _estimate in marts:
             count = con.execute(f'select count(*) from marts."{name}"').fetchone()  # noqa: S608
             out.append(f"  marts.{name}: {count[0] if count else 0:,} rows")
+        out += _open_warnings(con)
     finally:
         con.close()
     return "\n".join(out)
+
+
+def _open_warnings(con: duckdb.DuckDBPyConnection) -> list[str]:
+    """Failed warning-level checks of the latest published batch (they did not block it)."""
+    has_results = con.execute(
+        "select count(*) from duckdb_tables() "
+        "where schema_name = 'audit' and table_name = 'validation_results'"
+    ).fetchone()
+    if not has_results or not has_results[0]:
+        return []
+    warnings = con.execute(
+        """
+        select suite || '.' || expectation, observed_value
+        from audit.validation_results
+        where severity = 'warning' and status = 'failed'
+          and run_id = (select max(run_id) from audit.runs where stage = 'published')
+        order by 1
+        """
+    ).fetchall()
+    if not warnings:
+        return ["Open validation warnings: none"]
+    return [f"Open validation warnings ({len(warnings)}):"] + [
+        f"  {name}: {observed}" for name, observed in warnings
+    ]

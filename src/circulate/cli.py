@@ -105,6 +105,35 @@ def command_ingest(args: argparse.Namespace) -> int:
     return 0
 
 
+def command_backfill(args: argparse.Namespace) -> int:
+    from circulate import pipeline
+    from circulate.ingest.canonical import require_inbox
+    from circulate.report import render_report
+    from circulate.settings import Settings
+
+    settings = Settings().with_paths(
+        inbox=args.input, warehouse=args.warehouse, reports=args.reports
+    )
+    require_inbox(settings.inbox)
+    started = time.perf_counter()
+    summary = pipeline.run_in_process(
+        settings, progress=_say, backfill=(args.from_day, args.to_day)
+    )
+    report = render_report(
+        settings.warehouse,
+        settings.reports,
+        scheme_name=settings.scheme_name,
+        currency_symbol=settings.currency_symbol,
+        k_anonymity=settings.k_anonymity,
+    )
+    _say(
+        f"rebuilt {settings.warehouse} from {summary.files_new} file(s), "
+        f"{summary.rows_loaded:,} transactions, in {time.perf_counter() - started:.1f} s"
+    )
+    print(report.index_html)
+    return 0
+
+
 def command_demo(args: argparse.Namespace) -> int:
     from circulate.generate import GroundTruth, generate_scheme
     from circulate.settings import Settings
@@ -320,6 +349,27 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"size of the demo scheme (default {DEMO_TRANSACTIONS:,})",
     )
     demo.set_defaults(handler=command_demo)
+
+    backfill = commands.add_parser(
+        "backfill",
+        help="rebuild history from the exports of a date range into a fresh snapshot",
+        description=(
+            "Rebuild the warehouse from scratch from the input folder's attribute files and "
+            "the exports whose file name carries a day from --from to --to (for example "
+            "after changing the pseudonym key or a scheme.toml mapping), check it and "
+            "publish it in place of the current snapshot."
+        ),
+    )
+    backfill.add_argument(
+        "--from", dest="from_day", type=date.fromisoformat, required=True, help="YYYY-MM-DD"
+    )
+    backfill.add_argument(
+        "--to", dest="to_day", type=date.fromisoformat, required=True, help="YYYY-MM-DD"
+    )
+    backfill.add_argument("--input", type=Path, help="folder of export files (default data/inbox)")
+    backfill.add_argument("--warehouse", type=Path, help="published DuckDB file")
+    backfill.add_argument("--reports", type=Path, help="folder for reports (default reports/)")
+    backfill.set_defaults(handler=command_backfill)
 
     serve = commands.add_parser(
         "serve", help="serve the nightly run on a schedule from a (local) Prefect server"

@@ -12,13 +12,13 @@ import secrets
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
 import duckdb
 
-from circulate.errors import AssertionsFailed, ValidationFailed
+from circulate.errors import AssertionsFailed, InputError, ValidationFailed
 from circulate.ingest.canonical import FileResult, IngestContext, ingest_inbox
 from circulate.ingest.pseudonym import load_key
 from circulate.ingest.summary import file_line
@@ -52,6 +52,8 @@ class RunContext:
     started_at: datetime
     build: Path
     sql_dir: Path
+    #: A backfill's first and last export day: only those days' files are loaded.
+    export_days: tuple[date, date] | None = None
 
     @property
     def parameters(self) -> dict[str, Any]:
@@ -111,12 +113,25 @@ def run_log_path(settings: Settings) -> Path:
     return settings.warehouse.with_name("runs.jsonl")
 
 
-def begin_run(settings: Settings, *, sql_dir: Path | None = None) -> RunContext:
-    """Start a run: a fresh build file copied from the published snapshot."""
+def begin_run(
+    settings: Settings,
+    *,
+    sql_dir: Path | None = None,
+    backfill: tuple[date, date] | None = None,
+) -> RunContext:
+    """Start a run: a build file copied from the published snapshot.
+
+    A ``backfill`` (first and last export day) starts from an empty build instead and
+    loads only the exports of those days, for example after a pseudonym key change.
+    """
+    if backfill and backfill[0] > backfill[1]:
+        raise InputError(f"--from {backfill[0]} is after --to {backfill[1]}: swap them.")
     started = datetime.now(UTC)
     run_id = new_run_id(started)
-    build = snapshot.start_build(settings.warehouse, run_id)
-    return RunContext(settings, run_id, started, build, sql_dir or default_sql_dir())
+    build = snapshot.start_build(settings.warehouse, run_id, from_scratch=backfill is not None)
+    return RunContext(
+        settings, run_id, started, build, sql_dir or default_sql_dir(), export_days=backfill
+    )
 
 
 @contextmanager
@@ -140,6 +155,7 @@ def ingest_new_files(ctx: RunContext, progress: Progress = _quiet) -> IngestSumm
         private_dir=settings.private_dir,
         future_tolerance=settings.future_tolerance,
         now=ctx.started_at,
+        export_days=ctx.export_days,
     )
     with _open_build(ctx) as con:
         ensure_persistent_tables(con)
@@ -212,8 +228,14 @@ def check_warehouse(ctx: RunContext) -> None:
 
 
 def publish_snapshot(ctx: RunContext, summary: IngestSummary) -> None:
-    """Record the run in ``audit.runs`` and atomically swap the build in."""
+    """Record the run in ``audit.runs`` and atomically swap the build in.
+
+    Runs that published nothing since the last snapshot (failed, or nothing new) are in
+    the run log only; they are copied into ``audit.runs`` here, so the published
+    snapshot lists every run up to its own.
+    """
     with _open_build(ctx) as con:
+        _copy_logged_runs(con, ctx.settings)
         con.execute(
             "insert into audit.runs values ($run_id, $started, $finished, 'success', "
             "'published', $files, $rows, null)",
@@ -227,6 +249,26 @@ def publish_snapshot(ctx: RunContext, summary: IngestSummary) -> None:
         )
         con.execute("checkpoint")
     snapshot.publish(ctx.build, ctx.settings.warehouse)
+
+
+def _copy_logged_runs(con: duckdb.DuckDBPyConnection, settings: Settings) -> None:
+    path = run_log_path(settings)
+    if not path.exists():
+        return
+    con.execute(
+        """
+        insert into audit.runs
+        select run_id, started_at::timestamptz, finished_at::timestamptz, status, stage,
+               files_new, rows_loaded, nullif(message, '')
+        from read_json($path, format = 'newline_delimited', columns = {
+            run_id: 'varchar', started_at: 'varchar', finished_at: 'varchar',
+            status: 'varchar', stage: 'varchar', files_new: 'bigint',
+            rows_loaded: 'bigint', message: 'varchar'
+        })
+        where run_id not in (select run_id from audit.runs)
+        """,
+        {"path": str(path)},
+    )
 
 
 def parquet_dir(settings: Settings) -> Path:
@@ -270,8 +312,8 @@ def record_run(
     """Append the run's outcome to the run log beside the warehouse."""
     entry = {
         "run_id": ctx.run_id,
-        "started_at": ctx.started_at.isoformat(timespec="seconds"),
-        "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "started_at": ctx.started_at.isoformat(),
+        "finished_at": datetime.now(UTC).isoformat(),
         "status": status,
         "stage": stage,
         "files_new": summary.files_new if summary else 0,
@@ -298,6 +340,7 @@ def run_in_process(
     *,
     progress: Progress = _quiet,
     on_stage: Progress = _quiet,
+    backfill: tuple[date, date] | None = None,
 ) -> IngestSummary:
     """Every stage of a night in order, without Prefect.
 
@@ -307,16 +350,26 @@ def run_in_process(
     the run and re-raises; the published snapshot is untouched.
     """
     with run_lock(lock_path(settings)):
-        return _run_stages(settings, progress, on_stage)
+        return _run_stages(settings, progress, on_stage, backfill)
 
 
-def _run_stages(settings: Settings, progress: Progress, on_stage: Progress) -> IngestSummary:
+def _run_stages(
+    settings: Settings,
+    progress: Progress,
+    on_stage: Progress,
+    backfill: tuple[date, date] | None,
+) -> IngestSummary:
     on_stage("start")
-    ctx = begin_run(settings)
+    ctx = begin_run(settings, backfill=backfill)
     stage = "ingest"
     try:
         on_stage(stage)
         summary = ingest_new_files(ctx, progress)
+        if ctx.export_days and not any(f.role == "transactions" for f in summary.files):
+            raise InputError(
+                f"No export in {settings.inbox} is dated {ctx.export_days[0]} to "
+                f"{ctx.export_days[1]} (by the day in its file name): nothing was rebuilt."
+            )
         if not summary.files_new:
             skip_publish(ctx)
         else:

@@ -56,6 +56,8 @@ def test_status_shows_runs_and_row_counts(published: Settings) -> None:
     text = status(published.warehouse, run_log_path(published))
     assert "marts.daily_circulation: 3 rows" in text
     assert "Published snapshot" in text
+    assert "success  stage=export" in text
+    assert "Open validation warnings" in text
 
 
 def test_data_dictionary_in_docs_is_current(published: Settings) -> None:

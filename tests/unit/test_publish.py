@@ -14,6 +14,7 @@ import pytest
 from circulate import pipeline
 from circulate.errors import AssertionsFailed, RunLocked, ValidationFailed
 from circulate.settings import Settings
+from circulate.warehouse.connection import connect
 from circulate.warehouse.lock import run_lock
 from circulate.warehouse.runner import default_sql_dir
 from tests.conftest import run_stages, write_export
@@ -117,3 +118,24 @@ def test_marts_are_mirrored_as_parquet(published: Settings) -> None:
     # A second export replaces the folder whole and leaves no staging folders behind.
     export_marts(published.warehouse, out)
     assert sorted(p.name for p in out.parent.iterdir() if p.name.startswith("marts")) == ["marts"]
+
+
+def test_audit_runs_lists_failed_and_idle_runs_once_a_run_publishes(
+    settings: Settings,
+) -> None:
+    write_export(settings, "2025-02-03.csv", FIRST)
+    run_stages(settings)
+    run_stages(settings)  # nothing new: logged, not published
+    write_export(settings, "2025-02-04.csv", OVERSPEND)
+    with pytest.raises(ValidationFailed):
+        run_stages(settings)
+    write_export(settings, "2025-02-04.csv", SPEND)  # the corrected export, sent again
+    run_stages(settings)
+    con = connect(settings.warehouse, read_only=True)
+    runs = con.execute("select status, stage from audit.runs order by started_at").fetchall()
+    assert runs == [
+        ("success", "published"),
+        ("success", "ingest"),
+        ("failed", "validate"),
+        ("success", "published"),
+    ]

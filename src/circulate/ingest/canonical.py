@@ -88,6 +88,8 @@ class IngestContext:
     private_dir: Path
     future_tolerance: timedelta = timedelta(hours=24)
     now: datetime = field(default_factory=lambda: datetime.now(UTC))
+    #: Load only transaction files whose name carries a day in this range (a backfill).
+    export_days: tuple[date, date] | None = None
 
 
 def sha256_of(path: Path) -> str:
@@ -533,6 +535,22 @@ def _export_day(file_name: str) -> date | None:
         return None
 
 
+def _in_backfill(file_name: str, export_days: tuple[date, date] | None) -> bool:
+    """True unless a backfill range is set and the file's day lies outside it.
+
+    >>> _in_backfill("exports/2025-03-02.csv", (date(2025, 3, 1), date(2025, 3, 31)))
+    True
+    >>> _in_backfill("exports/2025-04-01.csv", (date(2025, 3, 1), date(2025, 3, 31)))
+    False
+    >>> _in_backfill("exports/all.csv", (date(2025, 3, 1), date(2025, 3, 31)))
+    False
+    """
+    if export_days is None:
+        return True
+    day = _export_day(file_name)
+    return day is not None and export_days[0] <= day <= export_days[1]
+
+
 def _record_file(con: duckdb.DuckDBPyConnection, result: FileResult, ctx: IngestContext) -> None:
     con.execute(
         """
@@ -581,6 +599,8 @@ def ingest_inbox(
     todo = []
     for path, role in discover_files(ctx.inbox, scheme):
         name = path.relative_to(ctx.inbox).as_posix()
+        if role == "transactions" and not _in_backfill(name, ctx.export_days):
+            continue
         sha = sha256_of(path)
         if sha not in seen.get(name, set()):
             todo.append((path, role, sha, name in seen))

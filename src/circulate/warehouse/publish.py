@@ -20,16 +20,17 @@ def build_path_for(published: Path, run_id: str) -> Path:
     return published.with_name(f"{published.name}.{run_id}{BUILD_SUFFIX}")
 
 
-def start_build(published: Path, run_id: str) -> Path:
+def start_build(published: Path, run_id: str, *, from_scratch: bool = False) -> Path:
     """Create the run's build file as a copy of the published snapshot (if there is one).
 
-    Build files left behind by runs that crashed are removed first.
+    With ``from_scratch`` the build starts empty (a backfill rebuilding history). Build
+    files left behind by runs that crashed are removed first.
     """
     published.parent.mkdir(parents=True, exist_ok=True)
     for leftover in published.parent.glob(f"{published.name}.*{BUILD_SUFFIX}*"):
         leftover.unlink()
     build = build_path_for(published, run_id)
-    if published.exists():
+    if published.exists() and not from_scratch:
         shutil.copyfile(published, build)
     return build
 
