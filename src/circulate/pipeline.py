@@ -237,8 +237,18 @@ def publish_snapshot(ctx: RunContext, summary: IngestSummary) -> None:
     with _open_build(ctx) as con:
         _copy_logged_runs(con, ctx.settings)
         con.execute(
-            "insert into audit.runs values ($run_id, $started, $finished, 'success', "
-            "'published', $files, $rows, null)",
+            """
+            insert into audit.runs (run_id, started_at, finished_at, status, stage,
+                                    files_loaded, rows_loaded, message, validation)
+            select $run_id, $started, $finished, 'success', 'published', $files, $rows, null,
+                   case
+                       when count(*) = 0 then 'not run'
+                       when count(*) filter (where status = 'failed') = 0 then 'passed'
+                       else count(*) filter (where status = 'failed') || ' warning(s)'
+                   end
+            from audit.validation_results
+            where run_id = $run_id and suite <> 'warehouse'
+            """,
             {
                 "run_id": ctx.run_id,
                 "started": ctx.started_at,
@@ -257,9 +267,11 @@ def _copy_logged_runs(con: duckdb.DuckDBPyConnection, settings: Settings) -> Non
         return
     con.execute(
         """
-        insert into audit.runs
+        insert into audit.runs (run_id, started_at, finished_at, status, stage,
+                                files_loaded, rows_loaded, message, validation)
         select run_id, started_at::timestamptz, finished_at::timestamptz, status, stage,
-               files_new, rows_loaded, nullif(message, '')
+               files_new, rows_loaded, nullif(message, ''),
+               case when status = 'failed' and stage = 'validate' then 'blocked' end
         from read_json($path, format = 'newline_delimited', columns = {
             run_id: 'varchar', started_at: 'varchar', finished_at: 'varchar',
             status: 'varchar', stage: 'varchar', files_new: 'bigint',

@@ -132,10 +132,12 @@ def test_audit_runs_lists_failed_and_idle_runs_once_a_run_publishes(
     write_export(settings, "2025-02-04.csv", SPEND)  # the corrected export, sent again
     run_stages(settings)
     con = connect(settings.warehouse, read_only=True)
-    runs = con.execute("select status, stage from audit.runs order by started_at").fetchall()
+    runs = con.execute(
+        "select status, stage, validation from audit.runs order by started_at"
+    ).fetchall()
     assert runs == [
-        ("success", "published"),
-        ("success", "ingest"),
-        ("failed", "validate"),
-        ("success", "published"),
+        ("success", "published", "passed"),
+        ("success", "ingest", None),
+        ("failed", "validate", "blocked"),
+        ("success", "published", "passed"),
     ]

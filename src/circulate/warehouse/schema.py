@@ -102,6 +102,8 @@ alter table raw.transactions add column if not exists memo varchar;
 alter table audit.files add column if not exists redactions bigint default 0;
 alter table audit.files add column if not exists file_format varchar;
 alter table audit.files add column if not exists adapter varchar;
+-- Validation outcome of each run: passed, N warning(s), blocked, or not run.
+alter table audit.runs add column if not exists validation varchar;
 
 create or replace view audit.rejected_files as
 select file_name, sha256, file_role, status, message, run_id, ingested_at
