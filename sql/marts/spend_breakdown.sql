@@ -1,0 +1,76 @@
+-- Where members' money goes, per month and over the whole history (period_kind month or
+-- all): individual_spend = transfers paid by individuals, spend_at_businesses = the part
+-- paid to local independent businesses, local_business_share = their ratio;
+-- paid_to_public_bodies / paid_by_public_bodies = transfers received (business rates ...)
+-- and paid (suppliers, salaries) by public bodies such as the council. Public bodies'
+-- flows are public business: a figure is suppressed (null) only when fewer than
+-- $k_anonymity distinct private counterparties (individuals, or those paying / paid by
+-- public bodies) stand behind it.
+with transfers as (
+    select * from intermediate.member_transfers
+),
+
+accounts as (
+    select * from staging.accounts
+),
+
+typed as (
+    select
+        transfers.*,
+        coalesce(payer.account_type, 'unknown') as payer_type,
+        coalesce(payee.account_type, 'unknown') as payee_type
+    from transfers
+    left join accounts as payer on payer.account_id = transfers.source_id
+    left join accounts as payee on payee.account_id = transfers.target_id
+),
+
+periods as (
+    select 'month' as period_kind, cast(date_trunc('month', local_day) as date) as period_start, *
+    from typed
+    union all
+    select 'all' as period_kind, cast(min(local_day) over () as date) as period_start, *
+    from typed
+),
+
+totals as (
+    select
+        period_kind,
+        period_start,
+        sum(amount) filter (where payer_type = 'individual') as individual_spend,
+        sum(amount) filter (where payer_type = 'individual' and payee_type = 'business')
+            as spend_at_businesses,
+        count(distinct source_id) filter (where payer_type = 'individual') as individuals,
+        sum(amount) filter (where payee_type = 'public_body' and payer_type <> 'public_body')
+            as paid_to_public_bodies,
+        count(distinct source_id)
+            filter (where payee_type = 'public_body' and payer_type <> 'public_body')
+            as payers_to_public_bodies,
+        sum(amount) filter (where payer_type = 'public_body' and payee_type <> 'public_body')
+            as paid_by_public_bodies,
+        count(distinct target_id)
+            filter (where payer_type = 'public_body' and payee_type <> 'public_body')
+            as payees_of_public_bodies
+    from periods
+    group by period_kind, period_start
+)
+
+select
+    period_kind,
+    period_start,
+    case when individuals >= $k_anonymity then individuals end as individuals,
+    case when individuals >= $k_anonymity
+        then cast(coalesce(individual_spend, 0) as decimal(18, 2)) end as individual_spend,
+    case when individuals >= $k_anonymity
+        then cast(coalesce(spend_at_businesses, 0) as decimal(18, 2)) end as spend_at_businesses,
+    case when individuals >= $k_anonymity and individual_spend > 0
+        then cast(coalesce(spend_at_businesses, 0) / individual_spend as double) end
+        as local_business_share,
+    case when payers_to_public_bodies >= $k_anonymity
+        then cast(paid_to_public_bodies as decimal(18, 2)) end as paid_to_public_bodies,
+    payers_to_public_bodies,
+    case when payees_of_public_bodies >= $k_anonymity
+        then cast(paid_by_public_bodies as decimal(18, 2)) end as paid_by_public_bodies,
+    payees_of_public_bodies,
+    cast($k_anonymity as integer) as k_anonymity
+from totals
+order by period_kind desc, period_start
