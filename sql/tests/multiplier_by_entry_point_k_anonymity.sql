@@ -1,5 +1,5 @@
 -- No published group describes fewer than k first holders, and no breakdown shows
--- exactly one hidden group (its total would reveal it).
+-- exactly one hidden group beside visible ones (the total would reveal it).
 with groups as (
     select * from marts.multiplier_by_entry_point
 )
@@ -11,4 +11,4 @@ union all
 select dimension, null as group_value, 'exactly one hidden group' as problem
 from groups
 group by dimension
-having count(*) filter (where suppressed) = 1
+having count(*) filter (where suppressed) = 1 and count(*) filter (where not suppressed) > 0
