@@ -85,7 +85,12 @@ def test_serve_registers_the_schedule_and_runs_when_triggered(tmp_path: Path) ->
         assert (schedule["cron"], schedule["timezone"]) == ("0 2 * * *", "Europe/London")
         assert deployment["parameters"]["warehouse"] == str(tmp_path / "wh" / "circulate.duckdb")
 
-        run = _api(f"{api}/deployments/{deployment['id']}/create_flow_run", {})
+        # The server may answer 503 for a moment while the runner registers: retry.
+        run = _wait_for(
+            "the run to be created",
+            lambda: _api(f"{api}/deployments/{deployment['id']}/create_flow_run", {}),
+            timeout=60,
+        )
         final = _wait_for(
             "the triggered run to finish",
             lambda: (
