@@ -338,15 +338,6 @@ def record_run(
         handle.write(json.dumps(entry) + "\n")
 
 
-def last_run_status(settings: Settings) -> str:
-    """Status of the latest logged run (``success`` when none is logged yet)."""
-    path = run_log_path(settings)
-    if not path.exists():
-        return "success"
-    lines = path.read_text(encoding="utf-8").strip().splitlines()
-    return str(json.loads(lines[-1])["status"]) if lines else "success"
-
-
 def run_in_process(
     settings: Settings,
     *,

@@ -47,7 +47,6 @@ def test_failing_assertion_leaves_the_published_file_byte_identical(
     assert not [name for name in leftovers if ".building" in name or name.endswith(".wal")]
     last = json.loads((settings.warehouse.parent / "runs.jsonl").read_text().splitlines()[-1])
     assert (last["status"], last["stage"]) == ("failed", "check")
-    assert pipeline.last_run_status(settings) == "failed"
 
 
 def test_failed_validation_leaves_the_published_file_byte_identical(settings: Settings) -> None:
