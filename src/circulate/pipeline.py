@@ -58,7 +58,13 @@ class RunContext:
     @property
     def parameters(self) -> dict[str, Any]:
         """Named parameters available to every SQL model and assertion."""
-        return {"timezone": self.settings.timezone, "k_anonymity": self.settings.k_anonymity}
+        thresholds = self.settings.impact_thresholds
+        return {
+            "timezone": self.settings.timezone,
+            "k_anonymity": self.settings.k_anonymity,
+            "impact_thresholds": "" if thresholds is None else str(thresholds),
+            "run_started_at": self.started_at,
+        }
 
 
 @dataclass

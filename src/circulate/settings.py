@@ -121,6 +121,10 @@ class Settings:
         Shown in report titles.
     validation
         Thresholds of the batch expectations, see :class:`ValidationThresholds`.
+    impact_thresholds
+        The partnership's edited copy of the public-value thresholds table
+        (``CIRCULATE_IMPACT_THRESHOLDS``); ``None`` uses the shipped
+        ``circulate/metrics/impact_thresholds.toml``.
     """
 
     inbox: Path = field(default_factory=lambda: _env_path("CIRCULATE_INBOX", "data/inbox"))
@@ -155,6 +159,13 @@ class Settings:
         default_factory=lambda: os.environ.get("CIRCULATE_SCHEME_NAME", "Local currency")
     )
     validation: ValidationThresholds = field(default_factory=ValidationThresholds)
+    impact_thresholds: Path | None = field(
+        default_factory=lambda: (
+            Path(os.environ["CIRCULATE_IMPACT_THRESHOLDS"])
+            if os.environ.get("CIRCULATE_IMPACT_THRESHOLDS")
+            else None
+        )
+    )
 
     def __post_init__(self) -> None:
         try:

@@ -16,7 +16,7 @@ def python_models() -> list[PythonModel]:
     from circulate.metrics import network, network_flows
 
     models.extend(network.MODELS + network_flows.MODELS)
-    from circulate.metrics import circulation, participation
+    from circulate.metrics import circulation, impact, participation
 
-    models.extend(circulation.MODELS + participation.MODELS)
+    models.extend(circulation.MODELS + participation.MODELS + impact.MODELS)
     return models

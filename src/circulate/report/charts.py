@@ -55,6 +55,8 @@ class ReportChart:
         Extra caption text (e.g. suppressed months); may be empty.
     chart
         The Altair chart at :data:`IMAGE_WIDTH`.
+    fits_container
+        Whether the page may stretch it to the width of its container.
     """
 
     name: str
@@ -63,10 +65,13 @@ class ReportChart:
     source: str
     note: str
     chart: alt.Chart
+    #: False for faceted or step-sized charts, which keep their own width on the page.
+    fits_container: bool = True
 
     def spec(self, *, responsive: bool) -> dict[str, Any]:
         """Return the Vega-Lite spec, sized to its container or to :data:`IMAGE_WIDTH`."""
-        chart = self.chart.properties(width="container") if responsive else self.chart
+        fit = responsive and self.fits_container
+        chart = self.chart.properties(width="container") if fit else self.chart
         spec: dict[str, Any] = chart.to_dict()
         return spec
 

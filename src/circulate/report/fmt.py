@@ -66,3 +66,21 @@ def month(value: dt.date) -> str:
     'March 2024'
     """
     return f"{value:%B %Y}"
+
+
+def ratio(value: float | None, places: int = 2) -> str:
+    """Format a ratio such as a multiplier.
+
+    >>> ratio(1.6449), ratio(None)
+    ('1.64', 'not available')
+    """
+    return "not available" if value is None else f"{value:.{places}f}"
+
+
+def share(value: float | None) -> str:
+    """Format a fraction as a percentage.
+
+    >>> share(0.4235), share(None)
+    ('42.4 %', 'not available')
+    """
+    return "not available" if value is None else f"{value * 100:.1f} %"

@@ -21,6 +21,7 @@ from circulate import __version__
 from circulate.report import fmt
 from circulate.report.charts import ReportChart
 from circulate.report.data import ReportData
+from circulate.report.evidence import Evidence
 
 FAILED_BANNER = "The latest run failed: showing the last published data"
 VALIDATION_BANNER = "The latest run failed validation: showing the last published data"
@@ -96,6 +97,7 @@ class PageContext:
     k_anonymity: int
     headline: list[HeadlineItem]
     figures: list[FigureItem] = field(default_factory=list)
+    evidence: Evidence | None = None
 
 
 def report_title(scheme_name: str | None, as_of: dt.date) -> str:
@@ -219,9 +221,18 @@ def _figure(item: FigureItem) -> str:
     )
 
 
+def figure_named(ctx: PageContext, name: str) -> str:
+    """The figure markup of chart ``name``, or ``""`` when it was not drawn."""
+    return "".join(_figure(item) for item in ctx.figures if item.chart.name == name)
+
+
+#: Charts of the circulation section; the impact sections place their own.
+CIRCULATION_CHARTS = ("money_supply", "monthly_transfers")
+
+
 def charts_section(ctx: PageContext) -> str:
-    """The charts, each with its caption and alt text."""
-    figures = "".join(_figure(item) for item in ctx.figures)
+    """The circulation charts, each with its caption and alt text."""
+    figures = "".join(figure_named(ctx, name) for name in CIRCULATION_CHARTS)
     return (
         '<section aria-labelledby="h-charts"><h2 id="h-charts">Circulation over time</h2>'
         f"{figures}{_monthly_table(ctx)}</section>"

@@ -8,9 +8,12 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import duckdb
+import polars as pl
 
-from circulate.report import archive, charts, page
-from circulate.report.data import load_report_data, validation_from_results
+from circulate.report import archive, charts, impact_charts, impact_page, page, tables
+from circulate.report.charts import ReportChart
+from circulate.report.data import ReportData, load_report_data, validation_from_results
+from circulate.report.evidence import Evidence, load_evidence
 from circulate.validate.store import read_results_file, results_path
 
 #: DESIGN §5: k is configurable but never below 3.
@@ -29,6 +32,8 @@ class ReportResult:
         ``reports_dir/<as-of>``.
     charts
         PNG and SVG files under ``report_dir/charts``.
+    tables
+        CSV files under ``report_dir/tables`` (suppressed, formula-safe).
     headline
         Formatted headline figures by stable key (also in ``summary.json``).
     reports_index
@@ -40,6 +45,7 @@ class ReportResult:
     charts: list[Path]
     headline: dict[str, str]
     reports_index: Path | None = field(default=None)
+    tables: list[Path] = field(default_factory=list)
 
 
 @functools.cache
@@ -105,6 +111,7 @@ def render_report(
     generated_at = generated_at.astimezone(dt.UTC)
     with duckdb.connect(str(warehouse), read_only=True) as con:
         data = load_report_data(con, as_of, k_anonymity=k_anonymity)
+        evidence = load_evidence(con, data.as_of, k_anonymity)
     if run_status == "failed_validation" and run_id:
         # A blocked run's results never reach the warehouse: read them from beside it.
         blocked = results_path(warehouse, run_id)
@@ -123,10 +130,7 @@ def render_report(
     charts_dir = report_dir / "charts"
     figures: list[page.FigureItem] = []
     chart_files: list[Path] = []
-    for chart in (
-        charts.money_supply_chart(data, currency_symbol),
-        charts.monthly_transfers_chart(data, currency_symbol, k_anonymity),
-    ):
+    for chart in _charts(data, evidence, currency_symbol, k_anonymity):
         png, svg_path, svg = charts.write_images(chart, charts_dir)
         chart_files += [png, svg_path]
         figures.append(page.FigureItem(chart, svg))
@@ -143,9 +147,13 @@ def render_report(
         k_anonymity=k_anonymity,
         headline=items,
         figures=figures,
+        evidence=evidence,
     )
     index_html = report_dir / "index.html"
-    archive.write_atomic(index_html, page.render_page(ctx, _js_bundle()))
+    archive.write_atomic(
+        index_html, page.render_page(ctx, _js_bundle(), impact_page.REPORT_SECTIONS)
+    )
+    table_files = _write_tables(report_dir / "tables", data.monthly, evidence)
 
     headline = {item.key: item.value for item in items}
     archive.write_summary(
@@ -161,7 +169,80 @@ def render_report(
             "headline": headline,
             "headline_labels": {item.key: item.label for item in items},
             "charts": [p.relative_to(report_dir).as_posix() for p in chart_files],
+            "tables": [p.relative_to(report_dir).as_posix() for p in table_files],
+            "scorecard_month": None
+            if evidence.report_month is None
+            else evidence.report_month.isoformat(),
+            "status_counts": _status_counts(evidence),
+            "flags_raised": (
+                evidence.flags.filter(pl.col("raised"))["flag"].to_list()
+                if len(evidence.flags)
+                else []
+            ),
         },
     )
     reports_index = archive.render_index(reports_dir)
-    return ReportResult(index_html, report_dir, chart_files, headline, reports_index)
+    return ReportResult(index_html, report_dir, chart_files, headline, reports_index, table_files)
+
+
+def _charts(
+    data: ReportData, evidence: Evidence, symbol: str, k_anonymity: int
+) -> list[ReportChart]:
+    top5 = None
+    if len(evidence.thresholds):
+        row = evidence.thresholds.filter(pl.col("setting") == "top5_receipts_share")
+        top5 = row["value"][0] if len(row) else None
+    candidates = [
+        charts.money_supply_chart(data, symbol),
+        charts.monthly_transfers_chart(data, symbol, k_anonymity),
+        impact_charts.circulation_trends_chart(evidence),
+        impact_charts.multiplier_chart(evidence),
+        impact_charts.concentration_chart(evidence, top5),
+        impact_charts.sector_heatmap_chart(evidence, symbol, k_anonymity),
+        impact_charts.deprivation_chart(evidence),
+        impact_charts.participation_chart(evidence, k_anonymity),
+        impact_charts.public_flows_chart(evidence, symbol),
+    ]
+    return [c for c in candidates if c is not None]
+
+
+def _status_counts(evidence: Evidence) -> dict[str, int]:
+    if evidence.scorecard.is_empty():
+        return {}
+    counts = evidence.scorecard.group_by("status").len()
+    return {row[0]: int(row[1]) for row in counts.iter_rows()}
+
+
+def _write_tables(tables_dir: Path, monthly: pl.DataFrame, ev: Evidence) -> list[Path]:
+    """Every table on the page as CSV; each frame is already suppressed."""
+    frames: dict[str, pl.DataFrame] = {
+        "monthly_circulation": monthly,
+        "monthly_trends": ev.trends,
+        "sector_flows": ev.sector_flows,
+        "deprivation_deciles": ev.deciles,
+        "network": pl.DataFrame(
+            [
+                {"measure": column, "label": label, "all_members": a, "businesses_only": b}
+                for column, label, a, b in impact_page.network_values(ev.network)
+            ],
+            schema={
+                "measure": pl.String,
+                "label": pl.String,
+                "all_members": pl.String,
+                "businesses_only": pl.String,
+            },
+        ),
+        "multiplier": pl.DataFrame([ev.multiplier]) if ev.multiplier else pl.DataFrame(),
+        "data_coverage": pl.DataFrame([ev.coverage]) if ev.coverage else pl.DataFrame(),
+    }
+    if len(ev.scorecard):
+        frames["scorecard"] = ev.scorecard
+    if len(ev.flags):
+        frames["risk_flags"] = ev.flags
+    if len(ev.thresholds):
+        frames["thresholds"] = ev.thresholds
+    return [
+        tables.write_table(tables_dir, name, frame)
+        for name, frame in frames.items()
+        if not frame.is_empty()
+    ]

@@ -1,0 +1,181 @@
+"""Public-value scorecard, thresholds table and risk flags (circulate.metrics.impact)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import duckdb
+import polars as pl
+import pytest
+
+from circulate.errors import ConfigurationError
+from circulate.metrics import impact
+from circulate.metrics.impact import FlagRules, evaluate_flags, load_thresholds
+from circulate.settings import Settings
+
+MONTHS = [dt.date(2026, m, 1) for m in range(1, 7)]
+
+
+def monthly(**columns: list[float | None]) -> pl.DataFrame:
+    """A :func:`impact.monthly_values`-shaped frame of complete months, healthy by default."""
+    n = len(MONTHS)
+    base: dict[str, list[object]] = {
+        "month": list(MONTHS),
+        "period_complete": [True] * n,
+        "lm3": [1.8] * n,
+        "velocity": [0.9] * n,
+        "leakage": [0.6] * n,
+        "dormancy": [0.02] * n,
+        "active_accounts": [100.0] * n,
+        "receipts_top5_share": [0.3] * n,
+        "fragility_top1": [0.1] * n,
+        "public_flows": [500.0] * n,
+        "gap_days": [0] * n,
+        "validation_pass_rate": [None] * (n - 1) + [1.0],
+    }
+    base.update(columns)
+    return pl.DataFrame(base)
+
+
+def raised(frame: pl.DataFrame, rules: FlagRules | None = None) -> dict[dt.date, set[str]]:
+    out: dict[dt.date, set[str]] = {}
+    for flag in evaluate_flags(frame, rules or FlagRules()):
+        out.setdefault(flag.month, set())
+        if flag.raised:
+            out[flag.month].add(flag.key)
+    return out
+
+
+def test_healthy_months_raise_no_flag() -> None:
+    assert all(not keys for keys in raised(monthly()).values())
+
+
+def test_each_destruction_pattern_raises_its_flag_in_the_right_month() -> None:
+    frame = monthly(
+        leakage=[0.6, 0.6, 0.7, 0.8, 0.9, 0.9],  # rises Feb→Mar→Apr→May by 0.3
+        receipts_top5_share=[0.3, 0.3, 0.3, 0.3, 0.3, 0.55],
+        active_accounts=[100.0, 100.0, 100.0, 100.0, 100.0, 79.0],
+        public_flows=[500.0, 500.0, 500.0, 500.0, 500.0, 0.0],
+        lm3=[2.0, 1.9, 1.8, 1.7, 1.8, 1.8],
+        gap_days=[0, 0, 2, 0, 0, 0],
+        validation_pass_rate=[None, None, None, None, None, 0.95],
+    )
+    flags = raised(frame)
+    assert flags[MONTHS[2]] == {"data_gaps"}
+    assert flags[MONTHS[3]] == {"multiplier_falling"}
+    assert flags[MONTHS[4]] == {"leakage_rising"}
+    assert flags[MONTHS[5]] == {
+        "receipts_concentrated",
+        "active_members_down",
+        "public_flows_stopped",
+        "validation_failed",
+    }
+
+
+def test_small_moves_and_incomplete_months_do_not_raise() -> None:
+    # Leakage rises three months running but by only 0.03 in total; the last month is
+    # incomplete, so its collapse in active members is not judged.
+    frame = monthly(
+        leakage=[0.6, 0.6, 0.6, 0.61, 0.62, 0.63],
+        active_accounts=[100.0, 100.0, 100.0, 100.0, 100.0, 10.0],
+        period_complete=[True] * 5 + [False],
+    )
+    flags = raised(frame)
+    assert MONTHS[5] not in flags
+    assert all(not keys for keys in flags.values())
+
+
+def test_dormancy_flag_needs_a_rise_and_a_level() -> None:
+    rising_low = monthly(dormancy=[0.01, 0.01, 0.02, 0.03, 0.04, 0.05])
+    rising_high = monthly(dormancy=[0.01, 0.01, 0.05, 0.08, 0.11, 0.14])
+    assert "dormancy_rising" not in raised(rising_low)[MONTHS[5]]
+    assert "dormancy_rising" in raised(rising_high)[MONTHS[5]]
+
+
+def test_flag_evidence_names_numbers_and_chart() -> None:
+    frame = monthly(receipts_top5_share=[0.3] * 5 + [0.62])
+    flag = next(
+        f for f in evaluate_flags(frame, FlagRules())
+        if f.month == MONTHS[5] and f.key == "receipts_concentrated"
+    )
+    assert flag.raised and "62.0 %" in flag.evidence and flag.chart == "concentration"
+
+
+def test_thresholds_file_overrides_defaults_key_by_key(tmp_path: Path) -> None:
+    edited = tmp_path / "thresholds.toml"
+    edited.write_text("[indicators.lm3]\nwatch = 1.7\n\n[flags]\ntrend_periods = 2\n")
+    table = load_thresholds(edited)
+    assert table.indicators["lm3"].watch == 1.7
+    assert table.indicators["lm3"].destroying == 1.2  # kept from the shipped table
+    assert table.flags.trend_periods == 2
+    assert table.source == str(edited)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("[indicators.lm4]\nwatch = 1\n", "not an indicator"),
+        ("[indicators.lm3]\nwatch = 'high'\n", "is not a number"),
+        ("[indicators.lm3]\nwatch = 1.0\ndestroying = 1.4\n", "must lie at or below watch"),
+        ("[indicators.leakage]\nbetter = 'more'\n", "use \"higher\" or"),
+        ("[flags]\ntrend_periods = 1.5\n", "whole number"),
+        ("[flags]\nsurprise = 1\n", "not a flag setting"),
+        ("[indicators.lm3\n", "not valid TOML"),
+    ],
+)
+def test_bad_thresholds_name_the_file_and_setting(tmp_path: Path, text: str, message: str) -> None:
+    path = tmp_path / "t.toml"
+    path.write_text(text)
+    with pytest.raises(ConfigurationError, match=message) as caught:
+        load_thresholds(path)
+    assert str(path) in str(caught.value)
+
+
+def test_missing_thresholds_file_says_how_to_fix(tmp_path: Path) -> None:
+    with pytest.raises(ConfigurationError, match="CIRCULATE_IMPACT_THRESHOLDS"):
+        load_thresholds(tmp_path / "absent.toml")
+
+
+def test_scorecard_change_basis_judges_relative_change() -> None:
+    values = monthly(active_accounts=[100.0, 100.0, 100.0, 100.0, 85.0, 70.0]).with_columns(
+        pl.col("active_accounts").alias("active_members")
+    )
+    for name in impact.VALUE_COLUMN.values():
+        if name not in values.columns:
+            values = values.with_columns(pl.lit(None, dtype=pl.Float64).alias(name))
+    values = values.with_columns(pl.col("month").dt.month_end().alias("period_end"))
+    rows = impact.scorecard_rows(values, load_thresholds()).filter(
+        pl.col("indicator") == "active_members"
+    )
+    assert rows["status"].to_list() == [
+        "no data", "creating value", "creating value", "creating value", "watch",
+        "watch",  # 85 → 70 is −17.6 %: past −10 %, not yet −20 %
+    ]  # fmt: skip
+    assert "−15.0 % on the month before" in rows["explanation"][4]
+
+
+def test_scorecard_on_the_hand_ledger(published: Settings) -> None:
+    """January 2025 of the six-row ledger, by hand (tests/unit/test_marts.py)."""
+    with duckdb.connect(str(published.warehouse), read_only=True) as con:
+        card = con.sql("select * from marts.impact_scorecard").pl()
+        flags = con.sql("select * from marts.risk_flags").pl()
+        table = con.sql("select * from marts.impact_thresholds").pl()
+    assert card["indicator"].to_list() == list(impact.INDICATOR_KEYS)
+    value = dict(zip(card["indicator"], card["value"], strict=True))
+    # Issued 150, redeemed 25, transfers 30 + 20.
+    assert value["full_multiplier"] == pytest.approx(200 / 150)
+    assert value["leakage"] == pytest.approx(25 / 150)
+    # Two individuals pay: fewer than k = 5, so marts.spend_breakdown hides their share.
+    assert value["local_business_share"] is None
+    # One business sector takes every receipt; no public body trades; nothing reversed.
+    assert value["sector_mix"] == pytest.approx(1.0)
+    assert value["anchor_institutions"] == 0
+    assert value["reversal_rate"] == 0
+    # Three active accounts in two areas: fewer than k = 5 in each, so no area counts.
+    assert value["area_reach"] == 0
+    assert value["validation_pass_rate"] == 1.0
+    # The month is not complete (6–8 January only): the card still shows it, flags do not judge.
+    assert card["period_complete"].to_list() == [False] * len(card)
+    assert set(flags["flag"]) == set(impact.FLAG_KEYS)
+    assert len(table.filter(pl.col("kind") == "indicator")) == len(impact.INDICATORS)
