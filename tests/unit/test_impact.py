@@ -26,6 +26,7 @@ def monthly(**columns: list[float | None]) -> pl.DataFrame:
         "lm3": [1.8] * n,
         "velocity": [0.9] * n,
         "leakage": [0.6] * n,
+        "leakage_3m": [0.6] * n,
         "dormancy": [0.02] * n,
         "active_accounts": [100.0] * n,
         "receipts_top5_share": [0.3] * n,
@@ -53,7 +54,7 @@ def test_healthy_months_raise_no_flag() -> None:
 
 def test_each_destruction_pattern_raises_its_flag_in_the_right_month() -> None:
     frame = monthly(
-        leakage=[0.6, 0.6, 0.7, 0.8, 0.9, 0.9],  # rises Feb→Mar→Apr→May by 0.3
+        leakage_3m=[0.6, 0.6, 0.7, 0.8, 0.9, 0.9],  # rises Feb→Mar→Apr→May by 0.3
         receipts_top5_share=[0.3, 0.3, 0.3, 0.3, 0.3, 0.55],
         active_accounts=[100.0, 100.0, 100.0, 100.0, 100.0, 79.0],
         public_flows=[500.0, 500.0, 500.0, 500.0, 500.0, 0.0],
@@ -77,7 +78,7 @@ def test_small_moves_and_incomplete_months_do_not_raise() -> None:
     # Leakage rises three months running but by only 0.03 in total; the last month is
     # incomplete, so its collapse in active members is not judged.
     frame = monthly(
-        leakage=[0.6, 0.6, 0.6, 0.61, 0.62, 0.63],
+        leakage_3m=[0.6, 0.6, 0.6, 0.61, 0.62, 0.63],
         active_accounts=[100.0, 100.0, 100.0, 100.0, 100.0, 10.0],
         period_complete=[True] * 5 + [False],
     )
@@ -96,7 +97,8 @@ def test_dormancy_flag_needs_a_rise_and_a_level() -> None:
 def test_flag_evidence_names_numbers_and_chart() -> None:
     frame = monthly(receipts_top5_share=[0.3] * 5 + [0.62])
     flag = next(
-        f for f in evaluate_flags(frame, FlagRules())
+        f
+        for f in evaluate_flags(frame, FlagRules())
         if f.month == MONTHS[5] and f.key == "receipts_concentrated"
     )
     assert flag.raised and "62.0 %" in flag.evidence and flag.chart == "concentration"
@@ -118,7 +120,7 @@ def test_thresholds_file_overrides_defaults_key_by_key(tmp_path: Path) -> None:
         ("[indicators.lm4]\nwatch = 1\n", "not an indicator"),
         ("[indicators.lm3]\nwatch = 'high'\n", "is not a number"),
         ("[indicators.lm3]\nwatch = 1.0\ndestroying = 1.4\n", "must lie at or below watch"),
-        ("[indicators.leakage]\nbetter = 'more'\n", "use \"higher\" or"),
+        ("[indicators.leakage]\nbetter = 'more'\n", 'use "higher" or'),
         ("[flags]\ntrend_periods = 1.5\n", "whole number"),
         ("[flags]\nsurprise = 1\n", "not a flag setting"),
         ("[indicators.lm3\n", "not valid TOML"),
