@@ -119,15 +119,19 @@ def load_evidence(con: duckdb.DuckDBPyConnection, as_of: dt.date, k: int) -> Evi
     report_month, complete = _pick_month(scorecard_all, as_of)
     if not all(_has_table(con, t) for t in IMPACT_SOURCES):
         # A warehouse from before the impact marts (or a partial one): basic report only.
+        empty = pl.DataFrame()
         return Evidence(
-            report_month,
-            complete,
-            *(pl.DataFrame() for _ in range(4)),
-            {},
-            pl.DataFrame(),
-            pl.DataFrame(),
-            pl.DataFrame(),
-            {},
+            report_month=report_month,
+            report_month_complete=complete,
+            scorecard=empty,
+            flags=empty,
+            thresholds=empty,
+            trends=empty,
+            multiplier={},
+            network=empty,
+            sector_flows=empty,
+            deciles=empty,
+            coverage={},
         )
     trends = _trends(con, as_of, k)
     scorecard = (
