@@ -21,7 +21,7 @@ import datetime as dt
 import itertools
 import math
 import tomllib
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields, replace
 from importlib.resources import files
 from pathlib import Path
@@ -1258,8 +1258,3 @@ MODELS: Final[list[PythonModel]] = [
         },
     )
 ]
-
-
-#: Used by the report to order the triangle.
-PILLAR_ORDER: Final = tuple(PILLARS)
-Formatter = Callable[[float | None, Unit], str]

@@ -303,8 +303,11 @@ def _rows(
     return rows
 
 
-def _frame(con: duckdb.DuckDBPyConnection, query: str, params: dict[str, Any]) -> pl.DataFrame:
-    relation = con.sql(query, params=params)
+def query_frame(
+    con: duckdb.DuckDBPyConnection, query: str, params: dict[str, Any] | None = None
+) -> pl.DataFrame:
+    """Run a select with bound parameters and return it as a Polars frame."""
+    relation = con.sql(query, params=params or {})
     assert relation is not None  # a select always yields a relation
     frame: pl.DataFrame = relation.pl()
     return frame
@@ -327,7 +330,7 @@ def _supply(con: duckdb.DuckDBPyConnection, as_of: dt.date, period: str) -> pl.D
             group by 1
             order by 1
         """
-    return _frame(con, query, {"as_of": as_of})
+    return query_frame(con, query, {"as_of": as_of})
 
 
 def _monthly(
@@ -335,7 +338,7 @@ def _monthly(
 ) -> pl.DataFrame:
     # Volumes are summed from the daily mart up to as_of so chart, table and headline
     # agree even when as_of is mid-month; active accounts come from the monthly mart.
-    frame = _frame(
+    frame = query_frame(
         con,
         """
         with daily as (

@@ -16,6 +16,7 @@ import numpy as np
 import polars as pl
 
 from circulate.metrics.network_flows import complementary_suppression
+from circulate.report.data import query_frame
 
 
 @dataclass(frozen=True)
@@ -66,13 +67,6 @@ class Evidence:
     coverage: dict[str, Any]
 
 
-def _frame(con: duckdb.DuckDBPyConnection, query: str, **params: Any) -> pl.DataFrame:
-    relation = con.sql(query, params=params)
-    assert relation is not None
-    frame: pl.DataFrame = relation.pl()
-    return frame
-
-
 def _has_table(con: duckdb.DuckDBPyConnection, table: str) -> bool:
     schema, name = table.split(".")
     rows = con.execute(
@@ -98,7 +92,8 @@ IMPACT_SOURCES = (
 def hide_small(values: pl.Expr, k: int) -> pl.Expr:
     """Null a count between 1 and ``k`` − 1 (zero reveals no one and stays).
 
-    >>> pl.DataFrame({"n": [0, 2, 5]}).select(hide_small(pl.col("n"), 5))["n"].to_list()
+    >>> frame = pl.DataFrame({"n": [0, 2, 5]})
+    >>> frame.select(hide_small(pl.col("n"), 5).alias("n"))["n"].to_list()
     [0, None, 5]
     """
     return pl.when((values > 0) & (values < k)).then(None).otherwise(values)
@@ -107,11 +102,11 @@ def hide_small(values: pl.Expr, k: int) -> pl.Expr:
 def load_evidence(con: duckdb.DuckDBPyConnection, as_of: dt.date, k: int) -> Evidence:
     """Query the published warehouse for the impact sections of the report."""
     scorecard_all = (
-        _frame(
+        query_frame(
             con,
             "select * from marts.impact_scorecard where period_start <= $as_of "
             "order by period_start",
-            as_of=as_of,
+            {"as_of": as_of},
         )
         if _has_table(con, "marts.impact_scorecard")
         else pl.DataFrame()
@@ -140,16 +135,16 @@ def load_evidence(con: duckdb.DuckDBPyConnection, as_of: dt.date, k: int) -> Evi
         else pl.DataFrame()
     )
     flags = (
-        _frame(
+        query_frame(
             con,
             "select * from marts.risk_flags where period_start = $month order by flag",
-            month=report_month,
+            {"month": report_month},
         )
         if report_month and _has_table(con, "marts.risk_flags")
         else pl.DataFrame()
     )
     thresholds = (
-        _frame(con, "select * from marts.impact_thresholds")
+        query_frame(con, "select * from marts.impact_thresholds")
         if _has_table(con, "marts.impact_thresholds")
         else pl.DataFrame()
     )
@@ -161,10 +156,10 @@ def load_evidence(con: duckdb.DuckDBPyConnection, as_of: dt.date, k: int) -> Evi
         thresholds=thresholds,
         trends=trends,
         multiplier=_multiplier(con),
-        network=_frame(
+        network=query_frame(
             con, "select * from marts.network_summary where period_kind = 'all' order by scope"
         ),
-        sector_flows=_frame(
+        sector_flows=query_frame(
             con,
             """
             select source_sector, target_sector, volume::double as volume,
@@ -227,7 +222,7 @@ def _hide_revealing(scorecard: pl.DataFrame, trends: pl.DataFrame, k: int) -> pl
 
 
 def _trends(con: duckdb.DuckDBPyConnection, as_of: dt.date, k: int) -> pl.DataFrame:
-    frame = _frame(
+    frame = query_frame(
         con,
         """
         select
@@ -247,7 +242,7 @@ def _trends(con: duckdb.DuckDBPyConnection, as_of: dt.date, k: int) -> pl.DataFr
         where c.period_kind = 'month' and c.period_start <= $as_of
         order by month
         """,
-        as_of=as_of,
+        {"as_of": as_of},
     )
     counts = ("active_accounts", "new_accounts", "churned_accounts", "frequent_traders")
     return frame.with_columns(
@@ -273,7 +268,7 @@ def _trends(con: duckdb.DuckDBPyConnection, as_of: dt.date, k: int) -> pl.DataFr
 
 
 def _multiplier(con: duckdb.DuckDBPyConnection) -> dict[str, Any]:
-    rows = _frame(
+    rows = query_frame(
         con,
         """
         select lm2, lm3, lm4, lm5, lm3_low, lm3_high, markov_lm2, markov_lm3, markov_lm4,
@@ -327,7 +322,7 @@ def _deciles(con: duckdb.DuckDBPyConnection, k: int) -> pl.DataFrame:
     than k businesses were paid; then the smallest other cell of the column is hidden too,
     so the total (100 %) cannot reveal it.
     """
-    frame = _frame(con, _DECILES_SQL)
+    frame = query_frame(con, _DECILES_SQL)
     if frame.is_empty():
         return frame
     line = np.zeros(len(frame), dtype=np.int64)
