@@ -30,6 +30,9 @@ def prepare_prefect_environment(data_dir: Path = Path("data")) -> None:
     Path(os.environ["PREFECT_HOME"]).mkdir(parents=True, exist_ok=True)
     os.environ.setdefault("DO_NOT_TRACK", "1")
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    # The temporary server of `circulate run` takes 10-30 s to start on a busy 2-core box;
+    # Prefect's default wait gives up before that and fails the whole night.
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
 
 
 def _say(message: str) -> None:
