@@ -4,7 +4,8 @@ Not part of the tests. Usage::
 
     uv run --frozen --no-sync python bench/bench_tracer.py [--transactions 1000000]
 
-Generates a scheme (``circulate.generate``), reads its exports with DuckDB into the
+Generates a scheme (``circulate.generate``; or ``--scheme DIR`` takes a generated one,
+``--json`` prints one object for ``bench/pipeline.py``), reads its exports with DuckDB into the
 tracer's arrays (the same replay order and issuer rule as the warehouse: issuer accounts
 are the sources of issuances and targets of redemptions and fees), traces it FIFO with
 both implementations, asserts identical results and prints times and the ratio. The
@@ -14,6 +15,7 @@ numba compile (or cache load) is timed separately and left out of the ratio.
 from __future__ import annotations
 
 import argparse
+import json
 import tempfile
 import time
 from datetime import date
@@ -22,7 +24,7 @@ from pathlib import Path
 import duckdb
 import numpy as np
 
-from circulate.generate import generate_scheme
+from circulate.generate import GroundTruth, generate_scheme
 from circulate.metrics.tracing import Ledger, trace, trace_reference
 
 READ_SQL = """
@@ -87,27 +89,11 @@ def read_ledger(scheme: Path, timezone: str, first_day: date) -> Ledger:
     )
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--transactions", type=int, default=1_000_000)
-    parser.add_argument("--days", type=int, default=365)
-    parser.add_argument("--seed", type=int, default=2012)
-    args = parser.parse_args()
-    with tempfile.TemporaryDirectory(prefix="bench-tracer-") as tmp:
-        scheme = Path(tmp)
-        started = time.perf_counter()
-        truth = generate_scheme(
-            scheme, seed=args.seed, transactions=args.transactions, days=args.days
-        )
-        generated = time.perf_counter() - started
-        started = time.perf_counter()
-        ledger = read_ledger(scheme, truth.timezone, truth.start)
-        loaded = time.perf_counter() - started
-    print(
-        f"ledger: {ledger.at.size:,} rows, {ledger.accounts:,} member accounts, "
-        f"{ledger.issuances:,} issuances (generated in {generated:.1f} s, read in {loaded:.1f} s)"
-    )
+def measure(ledger: Ledger) -> dict[str, float]:
+    """Seconds of the numba tracer (compile excluded) and of the pure-Python FIFO.
 
+    Asserts both give identical results and that Σ amount × hops is the transfer volume.
+    """
     started = time.perf_counter()
     trace(
         Ledger(
@@ -131,15 +117,57 @@ def main() -> None:
     assert fast.hop_pence == int(
         ledger.pence[(ledger.kind == 1) & (ledger.target >= 0) & (ledger.source >= 0)].sum()
     )
-    print(f"numba compile/cache load: {warmup:.2f} s (excluded)")
-    print(f"numba tracer:      {numba_seconds:8.3f} s")
-    print(f"pure-Python FIFO:  {python_seconds:8.3f} s")
-    print(f"ratio (python / numba): {python_seconds / numba_seconds:.1f}x; results identical")
-    issued = fast.issued
-    print(
-        f"issued {issued / 100:,.2f}; M = {1 + fast.hop_pence / issued:.4f}; "
-        f"end states (pence) {fast.end_state_pence()}"
+    return {
+        "rows": int(ledger.at.size),
+        "compile_seconds": round(warmup, 3),
+        "numba_seconds": round(numba_seconds, 3),
+        "python_seconds": round(python_seconds, 3),
+        "speedup": round(python_seconds / numba_seconds, 1),
+        "issued_pence": fast.issued,
+        "full_multiplier": 1 + fast.hop_pence / fast.issued,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--transactions", type=int, default=1_000_000)
+    parser.add_argument("--days", type=int, default=365)
+    parser.add_argument("--seed", type=int, default=2012)
+    parser.add_argument(
+        "--scheme", type=Path, help="trace this generated scheme instead of generating one"
     )
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    args = parser.parse_args()
+    if args.scheme:
+        truth = GroundTruth.from_json(args.scheme / "ground_truth.json")
+        started = time.perf_counter()
+        ledger = read_ledger(args.scheme, truth.timezone, truth.start)
+        loaded = time.perf_counter() - started
+        generated = 0.0
+    else:
+        with tempfile.TemporaryDirectory(prefix="bench-tracer-") as tmp:
+            scheme = Path(tmp)
+            started = time.perf_counter()
+            truth = generate_scheme(
+                scheme, seed=args.seed, transactions=args.transactions, days=args.days
+            )
+            generated = time.perf_counter() - started
+            started = time.perf_counter()
+            ledger = read_ledger(scheme, truth.timezone, truth.start)
+            loaded = time.perf_counter() - started
+    result = measure(ledger)
+    if args.json:
+        print(json.dumps(result))
+        return
+    print(
+        f"ledger: {ledger.at.size:,} rows, {ledger.accounts:,} member accounts, "
+        f"{ledger.issuances:,} issuances (generated in {generated:.1f} s, read in {loaded:.1f} s)"
+    )
+    print(f"numba compile/cache load: {result['compile_seconds']:.2f} s (excluded)")
+    print(f"numba tracer:      {result['numba_seconds']:8.3f} s")
+    print(f"pure-Python FIFO:  {result['python_seconds']:8.3f} s")
+    print(f"ratio (python / numba): {result['speedup']:.1f}x; results identical")
+    print(f"issued {int(result['issued_pence']) / 100:,.2f}; M = {result['full_multiplier']:.4f}")
 
 
 if __name__ == "__main__":

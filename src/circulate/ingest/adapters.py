@@ -5,14 +5,16 @@ to the data contract (README "Input formats"). Without one the folder is canonic
 Every adapter is SQL over the reader's ``incoming_raw`` table and yields, per role:
 
 transactions
-    source_line, txn_id, occurred_at, source_id, target_id, amount, kind, channel, memo,
-    adapter_problem
+    file_index, source_line, txn_id, occurred_at, source_id, target_id, amount, kind,
+    channel, memo, adapter_problem
 accounts
-    source_line, account_id, account_type, sector, area, joined_at, adapter_problem
+    file_index, source_line, account_id, account_type, sector, area, joined_at,
+    adapter_problem
 areas
-    source_line, area, deprivation_decile, adapter_problem
+    file_index, source_line, area, deprivation_decile, adapter_problem
 
-all VARCHAR except source_line. ``adapter_problem`` is a quarantine reason the adapter
+all VARCHAR except file_index and source_line, trimmed, empty text as NULL (the
+classification relies on it). ``adapter_problem`` is a quarantine reason the adapter
 found (for example a Sarafu row in another token); the canonical classification checks
 everything else, so duplicate, conflict and quarantine logic lives in one place.
 
@@ -284,11 +286,30 @@ def discover(inbox: Path, scheme: SchemeMap) -> list[tuple[Path, str]]:
     return found
 
 
+def trimmed(column: str) -> str:
+    """SQL for ``trim(column)`` that skips the copy when there is nothing to trim.
+
+    DuckDB's ``trim`` strips Unicode space separators (not tabs or newlines) and copies
+    every value. A value that is pure ASCII (byte length = character length) and neither
+    starts nor ends with a space is returned as it is, which most export values are.
+
+    >>> import duckdb
+    >>> values = [" a ", "b", "\u00a0c\u2003", "d\t", "", None]
+    >>> duckdb.sql(f"select {trimmed('v')} = trim(v) from unnest($values) as t(v)",
+    ...            params={"values": values}).fetchall()
+    [(True,), (True,), (True,), (True,), (True,), (None,)]
+    """
+    return (
+        f"case when strlen({column}) <> length({column}) or starts_with({column}, ' ') "
+        f"or ends_with({column}, ' ') then trim({column}) else {column} end"
+    )
+
+
 def _col(name: str | None, present: set[str]) -> str:
     """Trimmed, empty-as-null text of an export column, or NULL when it is absent."""
     if name is None or name not in present:
         return "null::varchar"
-    return f"nullif(trim({quote_identifier(name)}), '')"
+    return f"nullif({trimmed(quote_identifier(name))}, '')"
 
 
 def _mapping_case(
@@ -335,7 +356,7 @@ def canonical_select(scheme: SchemeMap, role: str, present: set[str]) -> tuple[s
         mapped_type = _mapping_case(raw_type, scheme.account_types, "type", params)
         joined = _col(c.get("joined_at"), present)
         sql = f"""
-            select source_line,
+            select file_index, source_line,
                 {_col(c.get("account_id"), present)} as account_id,
                 coalesce({mapped_type}, lower({raw_type})) as account_type,
                 {_col(c.get("sector"), present)} as sector,
@@ -347,7 +368,7 @@ def canonical_select(scheme: SchemeMap, role: str, present: set[str]) -> tuple[s
         return sql, params
     if role == "areas":
         sql = f"""
-            select source_line, {_col("area", present)} as area,
+            select file_index, source_line, {_col("area", present)} as area,
                 {_col("deprivation_decile", present)} as deprivation_decile,
                 null::varchar as adapter_problem
             from incoming_raw"""  # noqa: S608 (identifiers quoted, values bound)
@@ -368,7 +389,7 @@ def canonical_select(scheme: SchemeMap, role: str, present: set[str]) -> tuple[s
         amount = _col(c["amount"], present)
         debit = f"starts_with({amount}, '-')"
         sql = f"""
-            select source_line, {common},
+            select file_index, source_line, {common},
                 case when {debit} then {account} else {related} end as source_id,
                 case when {debit} then {related} else {account} end as target_id,
                 regexp_replace({amount}, '^[-+]\\s*', '') as amount,
@@ -391,7 +412,7 @@ def canonical_select(scheme: SchemeMap, role: str, present: set[str]) -> tuple[s
             f"this scheme''s token' end"
         )
     sql = f"""
-        select source_line, {common},
+        select file_index, source_line, {common},
             {_col(c.get("source_id"), present)} as source_id,
             {_col(c.get("target_id"), present)} as target_id,
             {_col(c.get("amount"), present)} as amount,

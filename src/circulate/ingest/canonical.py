@@ -7,6 +7,11 @@ skipped and a changed file with the same name is loaded as a new version. Files 
 parsed by DuckDB (:mod:`.readers`), mapped to canonical text by SQL (:mod:`.adapters`),
 redacted (:mod:`.privacy`) and classified inside DuckDB; Python only touches the
 distinct account ids, to pseudonymise them.
+
+Transaction exports are loaded in chunks of up to :data:`FILES_PER_CHUNK` files: one
+read, one classification and one commit per chunk, with every row keeping its file and
+line. The outcome is the same as loading the files one at a time in name order: a row
+re-sent in a later file is a duplicate (or a conflict) of the one an earlier file loaded.
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -32,8 +37,13 @@ from circulate.ingest.adapters import (
 )
 from circulate.ingest.privacy import redaction_sql
 from circulate.ingest.pseudonym import pseudonymise
-from circulate.ingest.readers import UnreadableFile, read_file
+from circulate.ingest.readers import ReadInfo, UnreadableFile, quote_identifier, read_files
 
+#: Transaction files loaded together in one transaction. A chunk never spans a multiple
+#: of this in the run's list of new files, so progress lines stay at 50, 100, … files.
+FILES_PER_CHUNK = 50
+#: A chunk also stops before its files would exceed this many bytes on disk (memory).
+CHUNK_BYTES = 256 << 20
 TRANSACTION_COLUMNS = ("txn_id", "occurred_at", "source_id", "target_id", "amount", "kind")
 KINDS = ("issuance", "transfer", "redemption", "fee", "reversal")
 ACCOUNT_TYPES = ("individual", "business", "public_body", "issuer")
@@ -92,6 +102,16 @@ class IngestContext:
     export_days: tuple[date, date] | None = None
 
 
+@dataclass(frozen=True)
+class PendingFile:
+    """A file of the inbox the manifest has not seen (in this version)."""
+
+    path: Path
+    role: str
+    sha256: str
+    new_version: bool = False
+
+
 def sha256_of(path: Path) -> str:
     """Hex sha256 of a file, read in 1 MiB blocks."""
     digest = hashlib.sha256()
@@ -128,23 +148,45 @@ def _loaded_versions(con: duckdb.DuckDBPyConnection) -> dict[str, set[str]]:
     return versions
 
 
-def _pseudonym_table(con: duckdb.DuckDBPyConnection, columns: tuple[str, ...], key: bytes) -> None:
+@dataclass(frozen=True)
+class Incoming:
+    """The chunk's rows as canonical text with free text redacted: SQL and its parameters.
+
+    Used as the CTE ``incoming`` of the statements that read it, rather than stored as
+    a table: each statement computes only the columns it needs, straight from
+    ``incoming_raw``. Columns: see :mod:`.adapters`, plus ``redactions`` (hits per row).
+    """
+
+    sql: str
+    params: dict[str, str]
+
+    def statement(self, body: str) -> str:
+        """``body`` (which may start with more CTEs) preceded by ``with incoming as (…)``."""
+        return f"with incoming as ({self.sql}){body}"
+
+
+def _pseudonym_table(
+    con: duckdb.DuckDBPyConnection, incoming: Incoming, columns: tuple[str, ...], key: bytes
+) -> None:
     """Make ``pseudonyms(raw_id, pseudonym)`` cover the distinct ids of ``incoming``.
 
-    The temp table lives as long as the connection, so across the files of one run each
+    The temp table lives as long as the connection, so across the chunks of one run each
     id is hashed once (the HMAC is the only per-id Python work). A tag of the key keeps
     pseudonyms made under another key out.
     """
     # The table name carries a hash of the key (hex digits, never data).
     cache = "pseudonym_cache_" + hashlib.sha256(b"circulate-pseudonym-cache" + key).hexdigest()[:16]
     con.execute(f"create temp table if not exists {cache} (raw_id varchar, pseudonym varchar)")
-    # Column expressions are this module's constants, never data.
+    # Column names are this module's constants, never data.
     union = " union ".join(f"select {c} as raw_id from incoming" for c in columns)  # noqa: S608
     raw_ids = [
         row[0]
         for row in con.execute(
-            f"select raw_id from ({union}) where raw_id is not null "  # noqa: S608
-            f"and raw_id not in (select raw_id from {cache})"
+            incoming.statement(
+                f" select raw_id from ({union}) where raw_id is not null "  # noqa: S608
+                f"and raw_id not in (select raw_id from {cache})"
+            ),
+            incoming.params,
         ).fetchall()
     ]
     if raw_ids:
@@ -166,46 +208,62 @@ def _private_folder(ctx: IngestContext) -> Path:
     return folder
 
 
-def _quarantine_private_copy(
-    con: duckdb.DuckDBPyConnection, ctx: IngestContext, file_name: str
+def _quarantine_private_copies(
+    con: duckdb.DuckDBPyConnection,
+    ctx: IngestContext,
+    results: Sequence[FileResult],
+    readable: dict[int, ReadInfo],
 ) -> None:
     """Keep quarantined rows' raw text where only operators can read it, never published."""
-    safe_name = file_name.replace("/", "__")
-    parsed = con.sql(
-        "select * from incoming_raw where source_line in "
-        "(select source_line from classified where outcome = 'quarantined') order by 1"
-    ).pl()
-    unparsed = con.sql("select * from read_rejects order by source_line").pl()
-    if parsed.height or unparsed.height:
-        folder = _private_folder(ctx)
-        if parsed.height:
-            parsed.write_csv(folder / f"{safe_name}.csv")
-        if unparsed.height:
-            unparsed.write_csv(folder / f"{safe_name}.unparsed.csv")
+    with_rows = [
+        int(row[0])
+        for row in con.execute(
+            "select distinct file_index from classified where outcome = 'quarantined' order by 1"
+        ).fetchall()
+    ]
+    for file_index in with_rows:
+        safe_name = results[file_index].file_name.replace("/", "__")
+        # The file's own fields only (other files of the chunk may have more).
+        fields = "".join(", " + quote_identifier(c) for c in readable[file_index].columns)
+        parsed = con.sql(
+            f"select source_line{fields} from incoming_raw where file_index = $file and "  # noqa: S608
+            "source_line in (select source_line from classified where file_index = $file "
+            "and outcome = 'quarantined') order by 1",
+            params={"file": file_index},
+        ).pl()
+        unparsed = con.sql(
+            "select source_line, reason, raw_text from read_rejects where file_index = $file "
+            "order by source_line",
+            params={"file": file_index},
+        ).pl()
+        if parsed.height or unparsed.height:
+            folder = _private_folder(ctx)
+            if parsed.height:
+                parsed.write_csv(folder / f"{safe_name}.csv")
+            if unparsed.height:
+                unparsed.write_csv(folder / f"{safe_name}.unparsed.csv")
 
 
-_CLASSIFY_TRANSACTIONS = """
-create or replace temp table classified as
-with cleaned as (
-    select
-        source_line,
-        adapter_problem,
-        nullif(trim(txn_id), '') as txn_id,
-        nullif(trim(source_id), '') as source_raw,
-        nullif(trim(target_id), '') as target_raw,
-        trim(occurred_at) as occurred_text,
-        trim(amount) as amount_text,
-        lower(trim(kind)) as kind,
-        nullif(trim(channel), '') as channel,
-        nullif(trim(memo), '') as memo
-    from incoming
-),
+# Follows ``with incoming as (…)``. The adapters give trimmed text, empty as NULL. Each
+# row is checked on its own here; ids seen before are settled by _SETTLE_REPEATED_IDS.
+_CLASSIFY_TRANSACTIONS = """,
 parsed as (
     select
-        *,
-        try_cast(occurred_text as timestamptz) as occurred_at,
-        try_cast(amount_text as decimal(18, 2)) as amount
-    from cleaned
+        file_index,
+        source_line,
+        adapter_problem,
+        redactions,
+        txn_id,
+        source_id as source_raw,
+        target_id as target_raw,
+        occurred_at as occurred_text,
+        amount as amount_text,
+        lower(kind) as kind,
+        channel,
+        memo,
+        try_cast(occurred_at as timestamptz) as occurred_at,
+        try_cast(amount as decimal(18, 2)) as amount
+    from incoming
 ),
 checked as (
     select
@@ -229,95 +287,137 @@ checked as (
                 then 'unknown kind'
             when source_raw = target_raw then 'self-transfer'
             when occurred_at > $latest_allowed then 'timestamp in the future'
-        end as row_problem
+        end as reason
     from parsed
     left join pseudonyms as src on src.raw_id = parsed.source_raw
     left join pseudonyms as tgt on tgt.raw_id = parsed.target_raw
-),
-ranked as (
+)
+select
+    file_index, source_line, txn_id, occurred_at, source_id, target_id, amount, kind,
+    channel, memo, redactions, reason,
+    case when reason is null then 'loaded' else 'quarantined' end as outcome
+from checked
+"""
+
+# Rows that passed the checks but whose id the warehouse holds, or the chunk holds more
+# than once, become duplicates or conflicts (usually none). The outcome is that of
+# loading the chunk's files one by one, in order: a later row of a file is compared with
+# the file's first; a file's first row with the warehouse's row or, when the id is new to
+# the warehouse, with the row the chunk's earliest file loads.
+_SETTLE_REPEATED_IDS = """
+create or replace temp table settled as
+with valid as (
     select
-        checked.*,
-        first_value(source_line) over same_id as first_line,
-        row_number() over same_id as nth_with_id
-    from checked
-    where row_problem is null
-    window same_id as (partition by txn_id order by source_line)
+        file_index,
+        source_line,
+        txn_id,
+        struct_pack(occurred_at, source_id, target_id, amount, kind) as content
+    from classified
+    where outcome = 'loaded'
+),
+loaded as (
+    select
+        txn_id,
+        struct_pack(occurred_at, source_id, target_id, amount, kind) as content
+    from raw.transactions
+    where txn_id in (select txn_id from valid)
+),
+repeated as (
+    select
+        valid.*,
+        row_number() over in_file as nth_in_file,
+        first_value(content) over in_file as first_in_file,
+        min(file_index) over (partition by txn_id) as first_file,
+        first_value(content) over in_chunk as first_in_chunk
+    from valid
+    where txn_id in (select txn_id from valid group by txn_id having count(*) > 1)
+        or txn_id in (select txn_id from loaded)
+    window
+        in_file as (partition by file_index, txn_id order by source_line),
+        in_chunk as (partition by txn_id order by file_index, source_line)
 ),
 compared as (
     select
-        ranked.source_line,
+        repeated.file_index,
+        repeated.source_line,
         case
-            when ranked.nth_with_id > 1 and (
-                first.occurred_at, first.source_id, first.target_id, first.amount, first.kind
-            ) is not distinct from (
-                ranked.occurred_at, ranked.source_id, ranked.target_id, ranked.amount, ranked.kind
-            ) then 'duplicate'
-            when ranked.nth_with_id > 1 then 'conflict'
-            when loaded.txn_id is null then 'new'
-            when (
-                loaded.occurred_at, loaded.source_id, loaded.target_id, loaded.amount, loaded.kind
-            ) is not distinct from (
-                ranked.occurred_at, ranked.source_id, ranked.target_id, ranked.amount, ranked.kind
-            ) then 'duplicate'
+            when repeated.nth_in_file > 1 then
+                case when repeated.content is not distinct from repeated.first_in_file
+                    then 'duplicate' else 'conflict' end
+            when loaded.txn_id is not null then
+                case when repeated.content is not distinct from loaded.content
+                    then 'duplicate' else 'conflict' end
+            when repeated.first_file = repeated.file_index then 'new'
+            when repeated.content is not distinct from repeated.first_in_chunk then 'duplicate'
             else 'conflict'
         end as versus_loaded
-    from ranked
-    join ranked as first
-        on first.txn_id = ranked.txn_id and first.source_line = ranked.first_line
-    left join raw.transactions as loaded on loaded.txn_id = ranked.txn_id
+    from repeated
+    left join loaded using (txn_id)
 )
 select
-    checked.*,
-    case
-        when checked.row_problem is not null then 'quarantined'
-        when compared.versus_loaded = 'new' then 'loaded'
-        when compared.versus_loaded = 'duplicate' then 'duplicate'
-        else 'quarantined'
-    end as outcome,
-    coalesce(
-        checked.row_problem,
-        case when compared.versus_loaded = 'conflict'
-            then 'txn_id already used with different content' end
-    ) as reason
-from checked
-left join compared using (source_line)
+    file_index,
+    source_line,
+    case versus_loaded when 'duplicate' then 'duplicate' else 'quarantined' end as outcome,
+    case versus_loaded when 'conflict' then 'txn_id already used with different content' end
+        as reason
+from compared
+where versus_loaded <> 'new'
 """
 
 
 def _ingest_transactions(
-    con: duckdb.DuckDBPyConnection, ctx: IngestContext, result: FileResult, timezone: str
+    con: duckdb.DuckDBPyConnection, ctx: IngestContext, incoming: Incoming, timezone: str
 ) -> None:
-    _pseudonym_table(con, ("nullif(trim(source_id), '')", "nullif(trim(target_id), '')"), ctx.key)
+    _pseudonym_table(con, incoming, ("source_id", "target_id"), ctx.key)
     # Naive timestamps are local to the scheme (or to the export, per scheme.toml);
     # explicit offsets and 'Z' win.
     con.execute("set TimeZone = $tz", {"tz": timezone})
     try:
-        con.execute(_CLASSIFY_TRANSACTIONS, {"latest_allowed": ctx.now + ctx.future_tolerance})
+        con.execute(
+            "create or replace temp table classified as "
+            + incoming.statement(_CLASSIFY_TRANSACTIONS),
+            {**incoming.params, "latest_allowed": ctx.now + ctx.future_tolerance},
+        )
     finally:
         con.execute("set TimeZone = 'UTC'")
+    con.execute(_SETTLE_REPEATED_IDS)
+    con.execute(
+        """
+        update classified
+        set outcome = settled.outcome, reason = settled.reason
+        from settled
+        where classified.file_index = settled.file_index
+            and classified.source_line = settled.source_line
+        """
+    )
     con.execute(
         """
         insert into raw.transactions by name
         select txn_id, occurred_at, source_id, target_id, amount, kind, channel, memo,
-               $batch_id as batch_id, $file_name as source_file, source_line,
+               $batch_id as batch_id, chunk_files.file_name as source_file, source_line,
                $now as ingested_at
-        from classified where outcome = 'loaded' order by occurred_at, txn_id
+        from classified
+        join chunk_files using (file_index)
+        where outcome = 'loaded'
+        order by occurred_at, txn_id
         """,
-        {"batch_id": ctx.batch_id, "file_name": result.file_name, "now": ctx.now},
+        {"batch_id": ctx.batch_id, "now": ctx.now},
     )
 
 
-_CLASSIFY_ACCOUNTS = """
-create or replace temp table classified as
-with cleaned as (
+# Follows ``with incoming as (…)``.
+_CLASSIFY_ACCOUNTS = """,
+cleaned as (
     select
+        file_index,
         source_line,
         adapter_problem,
-        nullif(trim(account_id), '') as raw_id,
-        lower(trim(account_type)) as account_type,
-        nullif(trim(sector), '') as sector,
-        nullif(trim(area), '') as area,
-        nullif(trim(joined_at), '') as joined_text
+        redactions,
+        account_id as raw_id,
+        lower(account_type) as account_type,
+        sector,
+        area,
+        joined_at as joined_text
     from incoming
 )
 select
@@ -334,7 +434,7 @@ select
             or account_type is null then 'unknown account_type'
         when joined_text is not null and try_cast(joined_text as date) is null
             then 'unparseable joined_at'
-        when count(*) over (partition by cleaned.raw_id) > 1
+        when count(*) over (partition by cleaned.file_index, cleaned.raw_id) > 1
             then 'account_id listed more than once'
     end as reason,
     case when reason is null then 'loaded' else 'quarantined' end as outcome
@@ -342,14 +442,16 @@ from cleaned
 left join pseudonyms on pseudonyms.raw_id = cleaned.raw_id
 """
 
-_CLASSIFY_AREAS = """
-create or replace temp table classified as
-with cleaned as (
+# Follows ``with incoming as (…)``.
+_CLASSIFY_AREAS = """,
+cleaned as (
     select
+        file_index,
         source_line,
         adapter_problem,
-        nullif(trim(area), '') as area,
-        nullif(trim(deprivation_decile), '') as decile_text
+        redactions,
+        area,
+        deprivation_decile as decile_text
     from incoming
 )
 select
@@ -365,7 +467,7 @@ select
             try_cast(decile_text as integer) is null
             or try_cast(decile_text as integer) not between 1 and 10
         ) then 'deprivation_decile not an integer from 1 to 10'
-        when count(*) over (partition by area) > 1 then 'area listed more than once'
+        when count(*) over (partition by file_index, area) > 1 then 'area listed more than once'
     end as reason,
     case when reason is null then 'loaded' else 'quarantined' end as outcome
 from cleaned
@@ -373,11 +475,15 @@ from cleaned
 
 
 def _ingest_accounts(
-    con: duckdb.DuckDBPyConnection, ctx: IngestContext, result: FileResult, timezone: str
+    con: duckdb.DuckDBPyConnection, ctx: IngestContext, incoming: Incoming, timezone: str
 ) -> None:
-    _pseudonym_table(con, ("nullif(trim(account_id), '')",), ctx.key)
-    con.execute(_CLASSIFY_ACCOUNTS)
-    # The newest file describes an account: it replaces what an older one said.
+    # An attribute file is always a chunk of its own (see _chunks): the newest file
+    # describes an account and replaces what an older one said.
+    _pseudonym_table(con, incoming, ("account_id",), ctx.key)
+    con.execute(
+        "create or replace temp table classified as " + incoming.statement(_CLASSIFY_ACCOUNTS),
+        incoming.params,
+    )
     con.execute(
         "delete from raw.accounts where account_id in "
         "(select account_id from classified where outcome = 'loaded')"
@@ -385,144 +491,209 @@ def _ingest_accounts(
     con.execute(
         """
         insert into raw.accounts
-        select account_id, account_type, sector, area, joined_at, $batch_id, $file_name
-        from classified where outcome = 'loaded' order by source_line
+        select account_id, account_type, sector, area, joined_at, $batch_id,
+            chunk_files.file_name
+        from classified
+        join chunk_files using (file_index)
+        where outcome = 'loaded'
+        order by source_line
         """,
-        {"batch_id": ctx.batch_id, "file_name": result.file_name},
+        {"batch_id": ctx.batch_id},
     )
 
 
 def _ingest_areas(
-    con: duckdb.DuckDBPyConnection, ctx: IngestContext, result: FileResult, timezone: str
+    con: duckdb.DuckDBPyConnection, ctx: IngestContext, incoming: Incoming, timezone: str
 ) -> None:
-    con.execute(_CLASSIFY_AREAS)
+    con.execute(
+        "create or replace temp table classified as " + incoming.statement(_CLASSIFY_AREAS),
+        incoming.params,
+    )
     con.execute(
         "delete from raw.areas where area in (select area from classified where outcome = 'loaded')"
     )
     con.execute(
         """
         insert into raw.areas
-        select area, deprivation_decile, $batch_id, $file_name
-        from classified where outcome = 'loaded' order by source_line
+        select area, deprivation_decile, $batch_id, chunk_files.file_name
+        from classified
+        join chunk_files using (file_index)
+        where outcome = 'loaded'
+        order by source_line
         """,
-        {"batch_id": ctx.batch_id, "file_name": result.file_name},
+        {"batch_id": ctx.batch_id},
     )
 
 
-_LOADERS: dict[str, Callable[[duckdb.DuckDBPyConnection, IngestContext, FileResult, str], None]] = {
+_LOADERS: dict[str, Callable[[duckdb.DuckDBPyConnection, IngestContext, Incoming, str], None]] = {
     "transactions": _ingest_transactions,
     "accounts": _ingest_accounts,
     "areas": _ingest_areas,
 }
 
 
-def _add_read_rejects(con: duckdb.DuckDBPyConnection) -> None:
-    """Lines the parser could not split become quarantined rows of ``classified``."""
+def _add_unloadable_rows(con: duckdb.DuckDBPyConnection, whole_file: dict[int, str]) -> None:
+    """Quarantine every row of a file lacking a required column, and every unsplit line."""
+    if whole_file:
+        con.execute(
+            """
+            insert into classified by name
+            select incoming_raw.file_index, incoming_raw.source_line,
+                'quarantined' as outcome, problems.reason
+            from incoming_raw
+            join (select unnest($indexes)::integer as file_index, unnest($reasons) as reason)
+                as problems using (file_index)
+            """,
+            {"indexes": list(whole_file), "reasons": list(whole_file.values())},
+        )
     con.execute(
-        "insert into classified by name select source_line, reason, 'quarantined' as outcome "
-        "from read_rejects"
+        "insert into classified by name select file_index, source_line, reason, "
+        "'quarantined' as outcome from read_rejects"
     )
 
 
 def _record_quarantine(
-    con: duckdb.DuckDBPyConnection, ctx: IngestContext, result: FileResult
+    con: duckdb.DuckDBPyConnection,
+    ctx: IngestContext,
+    results: Sequence[FileResult],
+    readable: dict[int, ReadInfo],
 ) -> None:
-    """Count outcomes, store quarantine reasons (pseudonymised ids only) and raw text."""
-    counts = dict(con.execute("select outcome, count(*) from classified group by 1").fetchall())
-    result.rows_loaded = counts.get("loaded", 0)
-    result.rows_duplicate = counts.get("duplicate", 0)
-    result.rows_quarantined = counts.get("quarantined", 0)
-    result.reasons = dict(
-        con.execute(
-            "select reason, count(*) from classified where outcome = 'quarantined' "
-            "group by 1 order by 2 desc, 1"
-        ).fetchall()
-    )
+    """Count outcomes and redactions, store quarantine reasons (pseudonymised ids only)
+    and raw text."""
+    for file_index, outcome, count, redactions in con.execute(
+        "select file_index, outcome, count(*), coalesce(sum(redactions), 0) "
+        "from classified group by all"
+    ).fetchall():
+        result = results[file_index]
+        result.redactions += int(redactions)
+        if outcome == "loaded":
+            result.rows_loaded = count
+        elif outcome == "duplicate":
+            result.rows_duplicate = count
+        else:
+            result.rows_quarantined = count
+    for file_index, reason, count in con.execute(
+        "select file_index, reason, count(*) from classified where outcome = 'quarantined' "
+        "group by all order by 1, 3 desc, 2"
+    ).fetchall():
+        results[file_index].reasons[reason] = count
     con.execute(
         """
         insert into audit.quarantine
-        select $run_id, $batch_id, $file_name, source_line, reason, txn_id, source_id, target_id
-        from classified where outcome = 'quarantined' order by source_line
+        select $run_id, $batch_id, chunk_files.file_name, source_line, reason, txn_id,
+            source_id, target_id
+        from classified
+        join chunk_files using (file_index)
+        where outcome = 'quarantined'
+        order by file_index, source_line
         """,
-        {"run_id": ctx.run_id, "batch_id": ctx.batch_id, "file_name": result.file_name},
+        {"run_id": ctx.run_id, "batch_id": ctx.batch_id},
     )
-    _quarantine_private_copy(con, ctx, result.file_name)
+    _quarantine_private_copies(con, ctx, results, readable)
 
 
-def _quarantine_whole_file(
-    con: duckdb.DuckDBPyConnection, ctx: IngestContext, result: FileResult, reason: str
-) -> None:
-    con.execute(
-        "create or replace temp table classified as select source_line, "
-        "'quarantined' as outcome, $reason as reason, null::varchar as txn_id, "
-        "null::varchar as source_id, null::varchar as target_id from incoming_raw",
-        {"reason": reason},
-    )
-    _add_read_rejects(con)
-    _record_quarantine(con, ctx, result)
+def _incoming(
+    scheme: SchemeMap, role: str, files_by_columns: dict[frozenset[str], list[int]]
+) -> Incoming:
+    """The canonical, redacted text of the chunk's loadable files.
 
-
-def _prepare_incoming(
-    con: duckdb.DuckDBPyConnection, scheme: SchemeMap, role: str, present: set[str]
-) -> int:
-    """Create ``incoming`` (canonical text, free text redacted); return the redaction count."""
-    select, params = canonical_select(scheme, role, present)
+    Files with the same fields share one canonical select; a field one file lacks stays
+    NULL for it even when another file of the chunk has it.
+    """
+    selects = []
+    params: dict[str, str] = {}
+    for present, indexes in files_by_columns.items():
+        select, select_params = canonical_select(scheme, role, set(present))
+        params.update(select_params)  # one scheme map: equal names, equal values
+        chosen = ", ".join(str(index) for index in indexes)  # integers of ours
+        selects.append(f"select * from ({select}) where file_index in ({chosen})")  # noqa: S608
+    if not selects:
+        select, params = canonical_select(scheme, role, set())
+        selects.append(f"select * from ({select}) where false")  # noqa: S608
     replaced = []
     counts = []
     for column in _FREE_TEXT[role]:
         redacted, hits = redaction_sql(column)
         replaced.append(f"{redacted} as {column}")
         counts.append(hits)
-    con.execute(
-        f"create or replace temp table incoming as select * replace ({', '.join(replaced)}), "  # noqa: S608
-        f"{' + '.join(counts)} as redactions from ({select})",
-        params,
+    sql = (
+        f"select * replace ({', '.join(replaced)}), {' + '.join(counts)} as redactions "  # noqa: S608
+        f"from ({' union all '.join(selects)})"
     )
-    total = con.execute("select coalesce(sum(redactions), 0) from incoming").fetchone()
-    return int(total[0]) if total else 0
+    return Incoming(sql, params)
 
 
-def ingest_file(
+def ingest_files(
     con: duckdb.DuckDBPyConnection,
-    path: Path,
-    role: str,
+    files: Sequence[PendingFile],
     ctx: IngestContext,
-    sha256: str,
     scheme: SchemeMap | None = None,
-) -> FileResult:
-    """Load one file; never raises for bad content: the result says what happened."""
+) -> list[FileResult]:
+    """Load files of one role together; never raises for bad content.
+
+    Returns one result per file, in order, saying what happened to its rows. The caller
+    owns the transaction: the chunk is loaded wholly or not at all.
+    """
     scheme = scheme or load_scheme_map(ctx.inbox)
-    file_name = path.relative_to(ctx.inbox).as_posix()
-    result = FileResult(file_name=file_name, role=role, sha256=sha256, adapter=scheme.adapter)
-    try:
-        info = read_file(con, path)
-    except UnreadableFile as error:
-        result.status = "rejected"
-        result.message = f"{file_name} {error}"
-        return result
-    result.file_format = info.file_format
-    parsed = con.execute("select count(*) from incoming_raw").fetchone()
-    unparsed = con.execute("select count(*) from read_rejects").fetchone()
-    result.rows_in = (parsed[0] if parsed else 0) + (unparsed[0] if unparsed else 0)
-    present = {row[0] for row in con.execute("describe incoming_raw").fetchall()}
-    present.discard("source_line")
-    missing = [c for c in required_columns(scheme, role) if c not in present]
-    notes = [info.note] if info.note else []
-    if missing:
-        _quarantine_whole_file(con, ctx, result, f"file lacks column(s): {', '.join(missing)}")
-        result.status = "quarantined"
-        notes.append(
-            f"header lacks {', '.join(missing)} (found: {', '.join(sorted(present))}); "
-            f"fix the export's header (adapter {scheme.adapter}) and send it again"
+    role = files[0].role
+    if any(f.role != role for f in files) or (role != "transactions" and len(files) > 1):
+        raise ValueError("a chunk holds transaction files, or one attribute file alone")
+    results = [
+        FileResult(
+            file_name=f.path.relative_to(ctx.inbox).as_posix(),
+            role=role,
+            sha256=f.sha256,
+            adapter=scheme.adapter,
+            new_version=f.new_version,
         )
-    else:
-        result.redactions = _prepare_incoming(con, scheme, role, present)
-        _LOADERS[role](con, ctx, result, scheme.timestamps_timezone or ctx.timezone)
-        _add_read_rejects(con)
-        _record_quarantine(con, ctx, result)
-    result.message = "; ".join(notes)
-    result.check_accounting()
-    return result
+        for f in files
+    ]
+    con.execute(
+        "create or replace temp table chunk_files as "
+        "select unnest($indexes)::integer as file_index, unnest($names) as file_name",
+        {"indexes": list(range(len(results))), "names": [r.file_name for r in results]},
+    )
+    readable: dict[int, ReadInfo] = {}
+    for file_index, (result, info) in enumerate(
+        zip(results, read_files(con, [f.path for f in files]), strict=True)
+    ):
+        if isinstance(info, UnreadableFile):
+            result.status = "rejected"
+            result.message = f"{result.file_name} {info}"
+        else:
+            readable[file_index] = info
+            result.file_format = info.file_format
+    for file_index, rows_in in con.execute(
+        "select file_index, count(*) from (select file_index from incoming_raw "
+        "union all select file_index from read_rejects) group by 1"
+    ).fetchall():
+        results[file_index].rows_in = rows_in
+    notes: dict[int, list[str]] = {
+        i: [info.note] if info.note else [] for i, info in readable.items()
+    }
+    whole_file: dict[int, str] = {}
+    files_by_columns: dict[frozenset[str], list[int]] = {}
+    for file_index, info in readable.items():
+        present = set(info.columns)
+        missing = [c for c in required_columns(scheme, role) if c not in present]
+        if missing:
+            whole_file[file_index] = f"file lacks column(s): {', '.join(missing)}"
+            results[file_index].status = "quarantined"
+            notes[file_index].append(
+                f"header lacks {', '.join(missing)} (found: {', '.join(sorted(present))}); "
+                f"fix the export's header (adapter {scheme.adapter}) and send it again"
+            )
+        else:
+            files_by_columns.setdefault(frozenset(present), []).append(file_index)
+    incoming = _incoming(scheme, role, files_by_columns)
+    _LOADERS[role](con, ctx, incoming, scheme.timestamps_timezone or ctx.timezone)
+    _add_unloadable_rows(con, whole_file)
+    _record_quarantine(con, ctx, results, readable)
+    for file_index, file_notes in notes.items():
+        results[file_index].message = "; ".join(file_notes)
+    for result in results:
+        result.check_accounting()
+    return results
 
 
 def _export_day(file_name: str) -> date | None:
@@ -551,35 +722,85 @@ def _in_backfill(file_name: str, export_days: tuple[date, date] | None) -> bool:
     return day is not None and export_days[0] <= day <= export_days[1]
 
 
-def _record_file(con: duckdb.DuckDBPyConnection, result: FileResult, ctx: IngestContext) -> None:
-    con.execute(
-        """
-        insert into audit.files by name
-        select $name as file_name, $sha as sha256, $role as file_role, $day as export_day,
-            $rows_in as rows_in, $loaded as rows_loaded, $duplicates as rows_duplicate,
-            $quarantined as rows_quarantined, $status as status, $message as message,
-            $batch_id as batch_id, $run_id as run_id, $now as ingested_at,
-            $redactions as redactions, $file_format as file_format, $adapter as adapter
-        """,
+_MANIFEST_SCHEMA = pl.Schema(
+    {
+        "file_name": pl.String(),
+        "sha256": pl.String(),
+        "file_role": pl.String(),
+        "export_day": pl.Date(),
+        "rows_in": pl.Int64(),
+        "rows_loaded": pl.Int64(),
+        "rows_duplicate": pl.Int64(),
+        "rows_quarantined": pl.Int64(),
+        "status": pl.String(),
+        "message": pl.String(),
+        "batch_id": pl.String(),
+        "run_id": pl.String(),
+        "ingested_at": pl.Datetime("us", "UTC"),
+        "redactions": pl.Int64(),
+        "file_format": pl.String(),
+        "adapter": pl.String(),
+    }
+)
+
+
+def _record_files(
+    con: duckdb.DuckDBPyConnection, results: Sequence[FileResult], ctx: IngestContext
+) -> None:
+    """Add the files to the manifest (``audit.files``), one statement for the chunk."""
+    rows = [
         {
-            "name": result.file_name,
-            "sha": result.sha256,
-            "role": result.role,
-            "day": _export_day(result.file_name) if result.role == "transactions" else None,
-            "rows_in": result.rows_in,
-            "loaded": result.rows_loaded,
-            "duplicates": result.rows_duplicate,
-            "quarantined": result.rows_quarantined,
-            "status": result.status,
-            "message": result.message or None,
+            "file_name": r.file_name,
+            "sha256": r.sha256,
+            "file_role": r.role,
+            "export_day": _export_day(r.file_name) if r.role == "transactions" else None,
+            "rows_in": r.rows_in,
+            "rows_loaded": r.rows_loaded,
+            "rows_duplicate": r.rows_duplicate,
+            "rows_quarantined": r.rows_quarantined,
+            "status": r.status,
+            "message": r.message or None,
             "batch_id": ctx.batch_id,
             "run_id": ctx.run_id,
-            "now": ctx.now,
-            "redactions": result.redactions,
-            "file_format": result.file_format or None,
-            "adapter": result.adapter,
-        },
-    )
+            "ingested_at": ctx.now,
+            "redactions": r.redactions,
+            "file_format": r.file_format or None,
+            "adapter": r.adapter,
+        }
+        for r in results
+    ]
+    con.register("new_manifest_rows", pl.DataFrame(rows, schema=_MANIFEST_SCHEMA))
+    try:
+        con.execute("insert into audit.files by name select * from new_manifest_rows")
+    finally:
+        con.unregister("new_manifest_rows")
+
+
+def _chunks(files: Sequence[PendingFile]) -> Iterator[list[PendingFile]]:
+    """Consecutive runs of transaction files (see FILES_PER_CHUNK, CHUNK_BYTES); each
+    attribute file alone.
+
+    >>> day = [PendingFile(Path(f"{d}.csv"), "transactions", "") for d in range(120)]
+    >>> people = PendingFile(Path("accounts.csv"), "accounts", "")
+    >>> [len(chunk) for chunk in _chunks([people, *day])]
+    [1, 49, 50, 21]
+    """
+    chunk: list[PendingFile] = []
+    size = 0
+    for position, pending in enumerate(files):
+        pending_size = pending.path.stat().st_size if pending.path.exists() else 0
+        if chunk and (
+            pending.role != "transactions"
+            or chunk[0].role != "transactions"
+            or position % FILES_PER_CHUNK == 0
+            or size + pending_size > CHUNK_BYTES
+        ):
+            yield chunk
+            chunk, size = [], 0
+        chunk.append(pending)
+        size += pending_size
+    if chunk:
+        yield chunk
 
 
 def ingest_inbox(
@@ -590,34 +811,35 @@ def ingest_inbox(
 ) -> list[FileResult]:
     """Load every file of ``ctx.inbox`` not loaded before; return one result per new file.
 
-    Each file is one transaction: a crash leaves it either wholly loaded (and in the
-    manifest) or not at all, so the next run picks up exactly where this one stopped.
+    Each chunk of files is one transaction: a crash leaves each file either wholly
+    loaded (and in the manifest) or not at all, so the next run picks up exactly where
+    this one stopped.
     """
     require_inbox(ctx.inbox)
     scheme = load_scheme_map(ctx.inbox)
     seen = _loaded_versions(con)
-    todo = []
+    pending = []
     for path, role in discover_files(ctx.inbox, scheme):
         name = path.relative_to(ctx.inbox).as_posix()
         if role == "transactions" and not _in_backfill(name, ctx.export_days):
             continue
         sha = sha256_of(path)
         if sha not in seen.get(name, set()):
-            todo.append((path, role, sha, name in seen))
-    results = []
+            pending.append(PendingFile(path, role, sha, new_version=name in seen))
+    results: list[FileResult] = []
     rows = 0
-    for index, (path, role, sha, new_version) in enumerate(todo, start=1):
+    for chunk in _chunks(pending):
         con.execute("begin transaction")
         try:
-            result = ingest_file(con, path, role, ctx, sha, scheme)
-            result.new_version = new_version
-            _record_file(con, result, ctx)
+            chunk_results = ingest_files(con, chunk, ctx, scheme)
+            _record_files(con, chunk_results, ctx)
         except BaseException:
             con.execute("rollback")
             raise
         con.execute("commit")
-        results.append(result)
-        rows += result.rows_in
-        if progress and (index % 50 == 0 or index == len(todo)):
-            progress(f"ingested {index}/{len(todo)} new files ({rows:,} rows)")
+        results += chunk_results
+        rows += sum(r.rows_in for r in chunk_results)
+        done = len(results)
+        if progress and (done % FILES_PER_CHUNK == 0 or done == len(pending)):
+            progress(f"ingested {done}/{len(pending)} new files ({rows:,} rows)")
     return results
