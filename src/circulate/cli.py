@@ -4,6 +4,7 @@ circulate demo                      generate a one-year scheme, run the nightly 
 circulate run [--input DIR] ...     ingest new exports, build, check, publish, report
 circulate generate --out DIR ...    write a synthetic scheme with its ground truth
 circulate metrics [--json] ...      circulation and multiplier metrics of the published warehouse
+circulate fanout --lake DIR ...     month marts from the Parquet lake on a Dask cluster
 """
 
 from __future__ import annotations
@@ -73,6 +74,7 @@ def command_generate(args: argparse.Namespace) -> int:
         days=args.days,
         start=args.start,
         timezone=args.timezone,
+        scenario=args.scenario,
         progress=_say,
     )
     if args.format != "canonical":
@@ -83,7 +85,8 @@ def command_generate(args: argparse.Namespace) -> int:
     rows = truth.rows
     _say(
         f"wrote {rows:,} transactions over {args.days} days to {args.out} "
-        f"({args.format} format) in {elapsed:.1f} s ({rows / max(elapsed, 1e-9):,.0f} rows/s)"
+        f"({args.scenario} scenario, {args.format} format) in {elapsed:.1f} s "
+        f"({rows / max(elapsed, 1e-9):,.0f} rows/s)"
     )
     return 0
 
@@ -286,6 +289,31 @@ def command_metrics(args: argparse.Namespace) -> int:
     return 0
 
 
+def command_fanout(args: argparse.Namespace) -> int:
+    from circulate.lake import parse_month, write_lake
+    from circulate.settings import Settings
+
+    since = parse_month(args.since) if args.since else None
+    started = time.perf_counter()
+    if not args.no_write:
+        warehouse = args.warehouse or Settings().warehouse
+        written = write_lake(warehouse, args.lake, args.scheme, since=since)
+        _say(f"wrote {len(written)} month partition(s) of {args.scheme} from {warehouse}")
+    prepare_prefect_environment()
+    from flows.fanout import run_fanout
+
+    marts = run_fanout(
+        args.lake,
+        schemes=[args.scheme],
+        since=args.since,
+        dask_address=args.dask_address,
+        workers=args.workers,
+    )
+    _say(f"month marts of {args.scheme} computed in {time.perf_counter() - started:.1f} s")
+    print("\n".join(marts))
+    return 0
+
+
 def _positive_int(text: str) -> int:
     value = int(text)
     if value <= 0:
@@ -328,6 +356,16 @@ def build_parser() -> argparse.ArgumentParser:
         choices=("canonical", "sarafu", "cyclos"),
         default="canonical",
         help="export layout to write (sarafu and cyclos add a scheme.toml)",
+    )
+    generate.add_argument(
+        "--scenario",
+        choices=("healthy", "declining"),
+        default="healthy",
+        help=(
+            "behaviour over the period: healthy (steady) or declining (over its last "
+            "30 %%, a chain takes over spending, leakage climbs every month and members "
+            "leave), for testing the report's risk flags"
+        ),
     )
     generate.set_defaults(handler=command_generate)
 
@@ -424,6 +462,29 @@ def build_parser() -> argparse.ArgumentParser:
         "--all", action="store_true", help="check every batch, not only the latest"
     )
     validate.set_defaults(handler=command_validate)
+
+    fanout = commands.add_parser(
+        "fanout",
+        help="write the warehouse into the Parquet lake and compute its month marts on Dask",
+        description=(
+            "Write one scheme of the published warehouse into the hive-partitioned lake "
+            "(scheme / month), then compute the month marts with one Dask task per month "
+            "on an existing cluster (--dask-address or CIRCULATE_DASK_ADDRESS) or a local "
+            "one; see docs/scaling.md."
+        ),
+    )
+    fanout.add_argument("--lake", type=Path, required=True, help="the lake's root folder")
+    fanout.add_argument("--scheme", required=True, help="scheme name in the lake, e.g. bristol")
+    fanout.add_argument("--warehouse", type=Path, help="published DuckDB file to write from")
+    fanout.add_argument("--since", help="recompute months from YYYY-MM on (default: all)")
+    fanout.add_argument("--dask-address", help="scheduler of an existing Dask cluster")
+    fanout.add_argument(
+        "--workers", type=_positive_int, default=2, help="processes of a local cluster"
+    )
+    fanout.add_argument(
+        "--no-write", action="store_true", help="use the lake as it is (skip writing it)"
+    )
+    fanout.set_defaults(handler=command_fanout)
 
     metrics = commands.add_parser(
         "metrics",

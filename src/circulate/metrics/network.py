@@ -71,6 +71,7 @@ __all__ = [
     "strengths",
     "summarise",
     "to_igraph",
+    "write_network_summary",
 ]
 
 IntArray = npt.NDArray[np.int64]
@@ -227,10 +228,12 @@ def pagerank(graph: ig.Graph, damping: float = DAMPING) -> FloatArray:
     # ARPACK first: the same scores as PRPACK, but PRPACK took over a second on some
     # sparse monthly graphs of a 1 M-transaction scheme where ARPACK takes milliseconds.
     # ARPACK in turn can fail on small degenerate graphs (a LAPACK error); PRPACK then.
+    # ARPACK starts from a random vector: seeded, reruns give bit-identical scores.
     try:
-        scores = graph.pagerank(
-            weights=weights, damping=damping, directed=True, implementation="arpack"
-        )
+        with _seeded_igraph(LEIDEN_SEED):
+            scores = graph.pagerank(
+                weights=weights, damping=damping, directed=True, implementation="arpack"
+            )
     except ig.InternalError:
         scores = graph.pagerank(
             weights=weights, damping=damping, directed=True, implementation="prpack"
@@ -873,8 +876,11 @@ def _write_network_nodes(con: duckdb.DuckDBPyConnection, ledger: Ledger) -> None
     )
 
 
-def _write_network_summary(con: duckdb.DuckDBPyConnection, ledger: Ledger) -> None:
-    """Create ``marts.network_summary``: one row per scope, month and the whole history."""
+def write_network_summary(con: duckdb.DuckDBPyConnection, ledger: Ledger) -> None:
+    """Create ``marts.network_summary``: one row per scope, month and the whole history.
+
+    The months are those of ``ledger``'s edges; the month marts of the lake pass one month.
+    """
     schema = {
         "scope": pl.String,
         "period_kind": pl.String,
@@ -934,7 +940,7 @@ def build_network_tables(con: duckdb.DuckDBPyConnection, parameters: Mapping[str
     """Load the transfer graph once; write ``marts.network_nodes`` and ``network_summary``."""
     ledger = load_ledger(con)
     _write_network_nodes(con, ledger)
-    _write_network_summary(con, ledger)
+    write_network_summary(con, ledger)
 
 
 MODELS = [
