@@ -13,6 +13,9 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+from circulate.generate.clock import cumulative
+from circulate.generate.scenario import SCENARIOS, Scenario
+
 __all__ = [
     "ACCOUNT_TYPES",
     "ANCHOR_ROLES",
@@ -58,6 +61,7 @@ SECTORS: tuple[tuple[str, float, float, float], ...] = (
     ("wholesale", 0.05, 60.0, 0.05),
 )
 WHOLESALE = len(SECTORS) - 1
+_FOOD_AND_DRINK, _RETAIL = 0, 1
 
 ACCOUNT_TYPES = ("individual", "business", "public_body", "issuer")
 INDIVIDUAL, BUSINESS, PUBLIC_BODY, ISSUER = 0, 1, 2, 3
@@ -112,6 +116,9 @@ class Population:
         Heavy-tailed consumer pull of a business (a few hubs).
     size
         Business size: drives supplier payments, staff, rates and redemptions.
+    hub
+        Index of the business that becomes the dominant hub in a drifting scenario
+        (a supermarket chain), or -1 when there is none.
     """
 
     ids: list[str]
@@ -127,6 +134,7 @@ class Population:
     size: npt.NDArray[np.float64]
     n_business: int
     n_individual: int
+    hub: int = -1
 
     @property
     def n_accounts(self) -> int:
@@ -197,11 +205,85 @@ def _join_and_churn(
     return join, active_from, active_to
 
 
-def build_population(rng: np.random.Generator, transactions: int, days: int) -> Population:
+def _dominant_hub(
+    sector: npt.NDArray[np.int8],
+    popularity: npt.NDArray[np.float64],
+    active_from: npt.NDArray[np.int32],
+    active_to: npt.NDArray[np.int32],
+    businesses: npt.NDArray[np.int32],
+    days: int,
+) -> int:
+    """The business that grows into the dominant hub, or -1 when none can.
+
+    The most popular food & drink or retail business (a supermarket chain) among those
+    trading over the whole period; any business trading throughout if there is none.
+    """
+    throughout = businesses[(active_from[businesses] == 0) & (active_to[businesses] == days)]
+    if len(throughout) == 0:
+        return -1
+    shops = throughout[np.isin(sector[throughout], [_FOOD_AND_DRINK, _RETAIL])]
+    pool = shops if len(shops) else throughout
+    return int(pool[np.argmax(popularity[pool])])
+
+
+def _drift_churn(
+    rng: np.random.Generator,
+    members: npt.NDArray[np.int32],
+    active_from: npt.NDArray[np.int32],
+    active_to: npt.NDArray[np.int32],
+    scenario: Scenario,
+    days: int,
+) -> None:
+    """Members leave at the scenario's growing daily hazard (``active_to`` in place).
+
+    Each member draws an exponential "patience" and leaves on the day the hazard
+    accumulated since they became active exceeds it, unless they leave earlier anyway.
+    """
+    hazard = scenario.churn_hazard_end * scenario.progress(days)
+    accumulated = cumulative(hazard)
+    patience = rng.exponential(1.0, len(members))
+    start = active_from[members]
+    # Day on which the accumulated hazard crosses the patience: the last active day.
+    last = np.searchsorted(accumulated, accumulated[start] + patience, side="left") - 1
+    leaves = (last + 1 < active_to[members]) & (last > start)
+    active_to[members[leaves]] = (last[leaves] + 1).astype(np.int32)
+
+
+def _drift_recruitment(
+    rng: np.random.Generator,
+    members: npt.NDArray[np.int32],
+    active_from: npt.NDArray[np.int32],
+    active_to: npt.NDArray[np.int32],
+    scenario: Scenario,
+    days: int,
+) -> None:
+    """Fewer newcomers as the scheme fades (``active_to`` in place).
+
+    A member signing up on a day after the onset starts trading only with the
+    probability given by the scenario's joining trend; the others keep their account
+    but never use it (an empty active window).
+    """
+    joining = scenario.trend(days, scenario.joining_end)
+    start = active_from[members]
+    new = start > 0
+    stays = rng.random(len(members)) < joining[np.minimum(start, days - 1)]
+    dormant = members[new & ~stays]
+    active_to[dormant] = active_from[dormant]
+
+
+def build_population(
+    rng: np.random.Generator,
+    transactions: int,
+    days: int,
+    scenario: Scenario = SCENARIOS["healthy"],
+) -> Population:
     """Draw the accounts of a scheme sized for ``transactions`` over ``days``.
 
     About 71 % individuals and 29 % businesses, plus the issuer, the council and two
-    anchor institutions (a hospital trust and a university).
+    anchor institutions (a hospital trust and a university). A drifting ``scenario``
+    names a dominant hub, turns away newcomers and makes members leave at a growing
+    rate; its draws come after all the steady ones, so the steady city is the same
+    whatever the scenario.
     """
     members = member_count(transactions, days)
     n_bus = max(8, round(0.29 * members))
@@ -258,6 +340,18 @@ def build_population(rng: np.random.Generator, transactions: int, days: int) -> 
     ids += [f"BUS-{i:0{w_bus}d}" for i in range(1, n_bus + 1)]
     ids += [f"IND-{i:0{w_ind}d}" for i in range(1, n_ind + 1)]
 
+    businesses = np.arange(N_FIXED, N_FIXED + n_bus, dtype=np.int32)
+    hub = -1
+    if scenario.hub_share_end > 0:
+        hub = _dominant_hub(sector, popularity, active_from, active_to, businesses, days)
+    # The hub trades throughout: it neither stays dormant nor leaves.
+    drifting = np.arange(N_FIXED, n, dtype=np.int32)
+    drifting = drifting[drifting != hub]
+    if scenario.joining_end < 1.0:
+        _drift_recruitment(rng, drifting, active_from, active_to, scenario, days)
+    if scenario.churn_hazard_end > 0:
+        _drift_churn(rng, drifting, active_from, active_to, scenario, days)
+
     return Population(
         ids=ids,
         account_type=account_type,
@@ -272,4 +366,5 @@ def build_population(rng: np.random.Generator, transactions: int, days: int) -> 
         size=size,
         n_business=n_bus,
         n_individual=n_ind,
+        hub=hub,
     )

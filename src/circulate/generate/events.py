@@ -4,7 +4,10 @@ Each behaviour (consumer spending, supplier payments, wages, rates, top-ups …)
 block of *candidate* events: who wants to pay whom, when, and how much. Candidates
 ignore balances; :mod:`circulate.generate.settle` later replays them in time order and
 keeps only what the payer can afford. Top-ups and redemptions are sized from the
-desired flows of each account so that the settled ledger is roughly balanced.
+desired flows of each account so that the settled ledger is roughly balanced. A drifting
+:class:`~circulate.generate.scenario.Scenario` bends these behaviours over time; its
+extra draws happen only when a knob is off its neutral value, so a steady scheme draws
+exactly the same numbers whatever code a scenario adds.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from circulate.generate.city import (
     ward_distances,
 )
 from circulate.generate.clock import DAY_END_S, DAY_START_S, Calendar, cumulative
+from circulate.generate.scenario import SCENARIOS, Scenario
 
 __all__ = [
     "CHANNELS",
@@ -388,8 +392,14 @@ def _structured(
     return parts
 
 
-def _consumer(rng: np.random.Generator, pop: Population, cal: Calendar, count: int) -> Candidates:
-    """Individuals paying businesses: local preference and heavy-tailed popularity."""
+def _consumer(
+    rng: np.random.Generator, pop: Population, cal: Calendar, count: int, scenario: Scenario
+) -> Candidates:
+    """Individuals paying businesses: local preference and heavy-tailed popularity.
+
+    With a dominant hub, a growing share of the spending (the same baskets) goes to the
+    hub instead: a chain with a branch in every ward takes custom from independents.
+    """
     ind, bus = pop.individuals, pop.businesses
     cum = cumulative(cal.spend_weight)
     src, day = _pick_sources(rng, count, ind, pop.activity[ind], cum, pop)
@@ -415,6 +425,9 @@ def _consumer(rng: np.random.Generator, pop: Population, cal: Calendar, count: i
         _channels(rng, len(src), [0.38, 0.30, 0.17, 0.15]),
         _channels(rng, len(src), [0.47, 0.38, 0.06, 0.09]),
     )
+    if pop.hub >= 0:
+        share = scenario.hub_share_end * scenario.progress(cal.days)
+        dst = np.where(rng.random(len(src)) < share[day], pop.hub, dst).astype(np.int32)
     return Candidates.make(
         day,
         _seconds(rng, len(src), "consumer"),
@@ -449,8 +462,14 @@ def _peer(rng: np.random.Generator, pop: Population, cal: Calendar, count: int) 
     )
 
 
-def _supply(rng: np.random.Generator, pop: Population, cal: Calendar, count: int) -> Candidates:
-    """Business-to-business supply payments; wholesalers receive a large share."""
+def _supply(
+    rng: np.random.Generator, pop: Population, cal: Calendar, count: int, scenario: Scenario
+) -> Candidates:
+    """Business-to-business supply payments; wholesalers receive a large share.
+
+    A drifting scenario keeps only a shrinking share of them: independents buy less
+    from each other.
+    """
     bus = pop.businesses
     cum = cumulative(cal.business_weight)
     src, day = _pick_sources(rng, count, bus, pop.size[bus], cum, pop)
@@ -461,7 +480,7 @@ def _supply(rng: np.random.Generator, pop: Population, cal: Calendar, count: int
     amount = _lognormal_pence(rng, 120.0, 1.0, len(src)) * np.where(
         pop.is_wholesaler()[dst], 1.5, 1.0
     )
-    return Candidates.make(
+    supply = Candidates.make(
         day,
         _seconds(rng, len(src), "business"),
         src,
@@ -473,12 +492,19 @@ def _supply(rng: np.random.Generator, pop: Population, cal: Calendar, count: int
         channel=_channels(rng, len(src), [0.9, 0.05, 0.05, 0.0]),
         reversible=True,
     )
+    if scenario.local_supply_end < 1.0:
+        kept = scenario.trend(cal.days, scenario.local_supply_end)
+        supply = supply.take(rng.random(len(supply)) < kept[supply.day])
+    return supply
 
 
 def _public_spend(
-    rng: np.random.Generator, pop: Population, cal: Calendar, count: int
+    rng: np.random.Generator, pop: Population, cal: Calendar, count: int, scenario: Scenario
 ) -> Candidates:
-    """Council and anchor institutions paying local suppliers."""
+    """Council and anchor institutions paying local suppliers.
+
+    With a dominant hub, the hub wins a growing share of these contracts too.
+    """
     bus = pop.businesses
     cum = cumulative(cal.business_weight)
     bodies = np.array([pop.council, 2, 3], dtype=np.int32)
@@ -486,16 +512,13 @@ def _public_spend(
     dst = _pick_targets(rng, bus, pop.size[bus], day, pop)
     ok = dst >= 0
     src, day, dst = src[ok], day[ok], dst[ok]
+    second = _seconds(rng, len(src), "business")
+    amount = _round_to(_lognormal_pence(rng, 400.0, 0.9, len(src)), 100)
+    if pop.hub >= 0:
+        share = scenario.hub_share_end * scenario.progress(cal.days)
+        dst = np.where(rng.random(len(src)) < share[day], pop.hub, dst).astype(np.int32)
     return Candidates.make(
-        day,
-        _seconds(rng, len(src), "business"),
-        src,
-        dst,
-        _round_to(_lognormal_pence(rng, 400.0, 0.9, len(src)), 100),
-        kind=TRANSFER,
-        policy=CLAMP,
-        param=5000,
-        channel=APP,
+        day, second, src, dst, amount, kind=TRANSFER, policy=CLAMP, param=5000, channel=APP
     )
 
 
@@ -544,9 +567,20 @@ def _topups(
 
 
 def _public_topups(
-    rng: np.random.Generator, pop: Population, cal: Calendar, flows: list[Candidates]
+    rng: np.random.Generator,
+    pop: Population,
+    cal: Calendar,
+    flows: list[Candidates],
+    scenario: Scenario,
 ) -> Candidates:
-    """Monthly top-ups of the council and anchors, sized to the month's net outflow."""
+    """Monthly top-ups of the council and anchors, sized to the month's net outflow.
+
+    A drifting scenario shrinks them: the public bodies' local-currency budgets are
+    cut as the scheme fades.
+    """
+    budget = np.ones(cal.months)
+    if scenario.organisation_topup_end != 1.0:
+        budget = scenario.trend(cal.days, scenario.organisation_topup_end)[cal.month_first_day]
     days: list[int] = []
     dsts: list[int] = []
     amounts: list[int] = []
@@ -562,7 +596,7 @@ def _public_topups(
                 mo[c.dst == body], weights=c.amount[c.dst == body], minlength=cal.months
             )
         for m in range(cal.months):
-            gap = out[m] * 1.15 - into[m] * 0.6
+            gap = (out[m] * 1.15 - into[m] * 0.6) * budget[m]
             if gap > 0:
                 days.append(int(cal.month_first_day[m]))
                 dsts.append(body)
@@ -581,39 +615,49 @@ def _public_topups(
 
 
 def _redemptions(
-    rng: np.random.Generator, pop: Population, cal: Calendar, flows: _Flows
+    rng: np.random.Generator, pop: Population, cal: Calendar, flows: _Flows, scenario: Scenario
 ) -> list[Candidates]:
     """Businesses converting surplus back to sterling; churning members cashing out.
 
     A redemption candidate fires only when the balance is above a threshold, and then
     redeems a fraction of the balance: redemptions are more likely, and larger, when
-    balances are high.
+    balances are high. A scenario with weekly sweeps replaces these occasional
+    cash-outs by :func:`_sweeps`; it may also make leavers cash out more often.
     """
     bus = pop.businesses
-    cum = cumulative(cal.business_weight)
-    surplus = flows.into[bus] * 0.9 - flows.out[bus]
-    months_active = np.maximum((pop.active_to[bus] - pop.active_from[bus]) / 30.4, 0.1)
-    typical = np.maximum(15_000.0, surplus / (2.0 * months_active))
-    expected = np.maximum(surplus, 0) / typical + 0.3 * months_active
-    counts = _split_counts(rng, expected)
-    src = np.repeat(bus, counts)
-    day = _sample_days(rng, cum, pop.active_from[src], pop.active_to[src])
-    threshold = _round_to(np.repeat(typical, counts) * 0.5, 100)
-    business = Candidates.make(
-        day,
-        _seconds(rng, len(src), "business"),
-        src,
-        pop.issuer,
-        threshold,
-        kind=REDEMPTION,
-        policy=REDEEM,
-        param=rng.integers(600, 951, len(src)),
-        channel=_channels(rng, len(src), [0.85, 0.0, 0.0, 0.15]),
-    )
+    if scenario.weekly_sweep > 0:
+        business = _sweeps(rng, pop, cal, scenario)
+    else:
+        cum = cumulative(cal.business_weight)
+        surplus = flows.into[bus] * 0.9 - flows.out[bus]
+        months_active = np.maximum((pop.active_to[bus] - pop.active_from[bus]) / 30.4, 0.1)
+        typical = np.maximum(15_000.0, surplus / (2.0 * months_active))
+        expected = np.maximum(surplus, 0) / typical + 0.3 * months_active
+        counts = _split_counts(rng, expected)
+        src = np.repeat(bus, counts)
+        day = _sample_days(rng, cum, pop.active_from[src], pop.active_to[src])
+        threshold = _round_to(np.repeat(typical, counts) * 0.5, 100)
+        business = Candidates.make(
+            day,
+            _seconds(rng, len(src), "business"),
+            src,
+            pop.issuer,
+            threshold,
+            kind=REDEMPTION,
+            policy=REDEEM,
+            param=rng.integers(600, 951, len(src)),
+            channel=_channels(rng, len(src), [0.85, 0.0, 0.0, 0.15]),
+        )
 
-    # A third of the individuals who churn cash out their balance on their last day.
-    ind = pop.individuals
-    churned = ind[(pop.active_to[ind] < cal.days) & (rng.random(len(ind)) < 0.33)]
+    # Some of the members who churn cash out their balance on their last day: a third
+    # of the individuals in a steady scheme; businesses too when members drift away.
+    # (Accounts that signed up but never traded have an empty window: nothing to do.)
+    leaving = pop.individuals
+    if scenario.churn_hazard_end > 0:
+        leaving = np.concatenate([bus, leaving])
+    to, since = pop.active_to[leaving], pop.active_from[leaving]
+    churn = (to < cal.days) & (to > since)
+    churned = leaving[churn & (rng.random(len(leaving)) < scenario.leaver_cash_out)]
     last = (pop.active_to[churned] - 1).astype(np.int32)
     leavers = Candidates.make(
         last,
@@ -627,6 +671,39 @@ def _redemptions(
         channel=APP,
     )
     return [business, leavers]
+
+
+def _sweeps(
+    rng: np.random.Generator, pop: Population, cal: Calendar, scenario: Scenario
+) -> Candidates:
+    """Weekly cash-outs: every Friday each business redeems a share of its balance.
+
+    The share is the scenario's ``weekly_sweep``; the dominant hub's grows from there
+    to ``hub_sweep_end`` (a chain sending ever more of its takings to head office).
+    Regular sweeps of many balances give a smooth redemption series, so the drift of
+    a scenario is not drowned by a few large, occasional cash-outs.
+    """
+    fridays = np.flatnonzero(cal.dow == 4).astype(np.int32)
+    bus = pop.businesses
+    b = np.repeat(bus, len(fridays))
+    d = np.tile(fridays, len(bus))
+    ok = _active(pop, b, d)
+    b, d = b[ok], d[ok]
+    hub_share = scenario.weekly_sweep + (
+        scenario.hub_sweep_end - scenario.weekly_sweep
+    ) * scenario.progress(cal.days)
+    share = np.where(b == pop.hub, hub_share[d], scenario.weekly_sweep)
+    return Candidates.make(
+        d,
+        _seconds(rng, len(b), "business"),
+        b,
+        pop.issuer,
+        100,  # any balance of a pound or more
+        kind=REDEMPTION,
+        policy=REDEEM,
+        param=np.maximum(np.rint(1000 * share), 1),
+        channel=APP,
+    )
 
 
 def _reversals(
@@ -663,12 +740,37 @@ _TOPUP_CHANNELS = [0.75, 0.0, 0.05, 0.2]
 OVERSAMPLE = 1.3
 
 
+def _faded(weight: F64, scenario: Scenario, end: float) -> F64:
+    """Day weights of top-ups, fading to ``end`` as the scenario drifts.
+
+    Accounts top up on days drawn from these weights, so their money comes in earlier
+    and they spend down their balances later on.
+    """
+    if end == 1.0:
+        return weight
+    return weight * scenario.trend(len(weight), end)
+
+
+def _newcomer_need(
+    need: F64, pop: Population, accounts: I32, scenario: Scenario, end: float, days: int
+) -> F64:
+    """Top-up needs of accounts that start trading during the drift, scaled down.
+
+    Fading day weights cannot reach an account whose whole window lies in the drift,
+    so a newcomer brings only the share of money the scheme's trend allows that day.
+    """
+    if end == 1.0:
+        return need
+    return need * scenario.trend(days, end)[np.minimum(pop.active_from[accounts], days - 1)]
+
+
 def candidate_events(
     rng: np.random.Generator,
     pop: Population,
     cal: Calendar,
     transactions: int,
     oversample: float = OVERSAMPLE,
+    scenario: Scenario = SCENARIOS["healthy"],
 ) -> Candidates:
     """All candidate events of the period, in generation order (not yet time-sorted).
 
@@ -693,10 +795,10 @@ def candidate_events(
     # Emergent events (top-ups, redemptions, refunds) add about a fifth on top of the
     # driving events, so size the drivers to leave room for them.
     drivers = max(target - s_count, 0) / 1.2
-    consumer = _consumer(rng, pop, cal, round(drivers * 0.78))
+    consumer = _consumer(rng, pop, cal, round(drivers * 0.78), scenario)
     peer = _peer(rng, pop, cal, round(drivers * 0.06))
-    supply = _supply(rng, pop, cal, round(drivers * 0.15))
-    public = _public_spend(rng, pop, cal, max(round(drivers * 0.01), 1))
+    supply = _supply(rng, pop, cal, round(drivers * 0.15), scenario)
+    public = _public_spend(rng, pop, cal, max(round(drivers * 0.01), 1), scenario)
     flows_list = [*structured, consumer, peer, supply, public]
 
     flows = _Flows(np.zeros(pop.n_accounts), np.zeros(pop.n_accounts))
@@ -705,14 +807,27 @@ def candidate_events(
 
     ind = pop.individuals
     need_ind = flows.out[ind] * 1.08 - flows.into[ind] * 0.9
+    need_ind = _newcomer_need(need_ind, pop, ind, scenario, scenario.individual_topup_end, cal.days)
     # About two top-ups a month, between £20 and £300 each.
     months_active = np.maximum((pop.active_to[ind] - pop.active_from[ind]) / 30.4, 0.25)
     typical = np.clip(need_ind / (2.0 * months_active), 2000.0, 30000.0)
     ind_topups = _topups(
-        rng, pop, cal, ind, need_ind, typical, 500, "topup", cal.topup_weight, _TOPUP_CHANNELS
+        rng,
+        pop,
+        cal,
+        ind,
+        need_ind,
+        typical,
+        500,
+        "topup",
+        _faded(cal.topup_weight, scenario, scenario.individual_topup_end),
+        _TOPUP_CHANNELS,
     )
     bus = pop.businesses
     need_bus = flows.out[bus] * 1.05 - flows.into[bus] * 0.85
+    need_bus = _newcomer_need(
+        need_bus, pop, bus, scenario, scenario.organisation_topup_end, cal.days
+    )
     bus_topups = _topups(
         rng,
         pop,
@@ -722,25 +837,31 @@ def candidate_events(
         30_000.0 * np.sqrt(pop.size[bus]),
         5000,
         "business",
-        cal.business_weight,
+        _faded(cal.business_weight, scenario, scenario.organisation_topup_end),
         [0.9, 0.0, 0.0, 0.1],
     )
-    public_topups = _public_topups(rng, pop, cal, flows_list)
+    public_topups = _public_topups(rng, pop, cal, flows_list, scenario)
     flows.add(bus_topups)
-    redemptions = _redemptions(rng, pop, cal, flows)
+    redemptions = _redemptions(rng, pop, cal, flows, scenario)
 
     base = Candidates.concat([*flows_list, ind_topups, bus_topups, public_topups, *redemptions])
     return Candidates.concat([base, _reversals(rng, pop, cal, base)])
 
 
-def fill_topups(rng: np.random.Generator, pop: Population, cal: Calendar, count: int) -> Candidates:
+def fill_topups(
+    rng: np.random.Generator,
+    pop: Population,
+    cal: Calendar,
+    count: int,
+    scenario: Scenario = SCENARIOS["healthy"],
+) -> Candidates:
     """``count`` extra individual top-ups, used to reach the exact transaction count.
 
     Issuance only ever raises a member's balance, so these can be inserted anywhere in
     time without invalidating any settled payment.
     """
     ind = pop.individuals
-    cum = cumulative(cal.topup_weight)
+    cum = cumulative(_faded(cal.topup_weight, scenario, scenario.individual_topup_end))
     src, day = _pick_sources(rng, count, ind, pop.activity[ind], cum, pop)
     amount = _round_to(_lognormal_pence(rng, 25.0, 0.5, len(src)) * pop.spend_scale[src], 500)
     return Candidates.make(

@@ -30,6 +30,7 @@ from circulate.generate.events import (
     candidate_events,
     fill_topups,
 )
+from circulate.generate.scenario import SCENARIOS, Scenario, scenario_named
 from circulate.generate.settle import running_min_balance, settle
 from circulate.generate.truth import GroundTruth, PeriodTotals, pence_to_decimal
 from circulate.generate.write import write_accounts, write_areas, write_exports
@@ -73,6 +74,7 @@ def _book(
     cal: Calendar,
     transactions: int,
     progress: Callable[[str], None] | None,
+    scenario: Scenario = SCENARIOS["healthy"],
 ) -> tuple[Candidates, npt.NDArray[np.int64]]:
     """Booked rows, exactly ``transactions`` of them, in (occurred_at, txn_id) order.
 
@@ -84,7 +86,10 @@ def _book(
     oversample = OVERSAMPLE
     for attempt in range(_ATTEMPTS):
         booked, booked_utc = _settle_candidates(
-            candidate_events(rng, pop, cal, transactions, oversample), pop, cal, transactions
+            candidate_events(rng, pop, cal, transactions, oversample, scenario),
+            pop,
+            cal,
+            transactions,
         )
         if progress is not None:
             progress(f"settled {len(booked):,} of {transactions:,} rows (x{oversample:.2f})")
@@ -101,7 +106,7 @@ def _book(
     if missing > 0:
         if progress is not None:
             progress(f"{missing:,} rows filled with top-ups")
-        fill = fill_topups(rng, pop, cal, missing)
+        fill = fill_topups(rng, pop, cal, missing, scenario)
         booked = Candidates.concat([booked, fill])
         booked_utc = np.concatenate([booked_utc, cal.to_utc(fill.day, fill.second)])
         merged = np.argsort(booked_utc, kind="stable")
@@ -143,6 +148,7 @@ def _ground_truth(
     *,
     seed: int,
     transactions: int,
+    scenario: str,
 ) -> GroundTruth:
     """Exact totals from the booked arrays (integer pence), with consistency checks."""
     kind, amount = booked.kind, booked.amount
@@ -179,6 +185,7 @@ def _ground_truth(
             "issuer": pop.ids[pop.issuer],
             "council": pop.ids[pop.council],
             **{role: raw for raw, role in ANCHOR_ROLES.items()},
+            **({"dominant_hub": pop.ids[pop.hub]} if pop.hub >= 0 else {}),
         },
         rows=len(kind),
         rows_by_kind={k: int(c) for k, c in zip(KINDS, by_kind, strict=True)},
@@ -188,6 +195,7 @@ def _ground_truth(
         final_balances={
             pop.ids[i]: pence_to_decimal(int(balance[i])) for i in range(1, pop.n_accounts)
         },
+        scenario=scenario,
     )
 
 
@@ -199,6 +207,7 @@ def generate_scheme(
     days: int = 365,
     start: date = date(2025, 1, 1),
     timezone: str = "Europe/London",
+    scenario: str = "healthy",
     progress: Callable[[str], None] | None = None,
 ) -> GroundTruth:
     """Generate a synthetic local-currency scheme into ``out_dir`` and return its truth.
@@ -218,6 +227,11 @@ def generate_scheme(
         Exact number of rows written over all daily files.
     days, start, timezone
         The period: ``days`` local calendar days from ``start`` in ``timezone``.
+    scenario
+        ``"healthy"`` (a steady scheme) or ``"declining"`` (one destroying value: a
+        dominant hub, rising leakage, members leaving; see
+        :mod:`circulate.generate.scenario`). Steady draws come first, so a healthy
+        scheme is the same as before scenarios existed.
     progress
         Optional callback receiving one-line status messages (the library prints nothing).
 
@@ -238,16 +252,19 @@ def generate_scheme(
         raise ValueError(f"days must be >= 1, got {days}")
     if seed < 0:
         raise ValueError(f"seed must be >= 0, got {seed}")
+    drift = scenario_named(scenario)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
 
     rng = np.random.Generator(np.random.PCG64(seed))
     cal = build_calendar(start, days, timezone)
-    pop = build_population(rng, transactions, days)
+    pop = build_population(rng, transactions, days, drift)
     if progress is not None:
         progress(f"city: {pop.n_business:,} businesses, {pop.n_individual:,} individuals")
-    booked, utc = _book(rng, pop, cal, transactions, progress)
-    truth = _ground_truth(booked, pop, cal, seed=seed, transactions=transactions)
+    booked, utc = _book(rng, pop, cal, transactions, progress, drift)
+    truth = _ground_truth(
+        booked, pop, cal, seed=seed, transactions=transactions, scenario=drift.name
+    )
 
     write_areas(out_dir)
     write_accounts(out_dir, cal, pop)

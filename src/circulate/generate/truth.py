@@ -106,7 +106,7 @@ class GroundTruth:
         Accounts by ``account_type`` (individual, business, public_body, issuer).
     roles
         Raw ids of the special accounts: ``issuer``, ``council``, ``hospital_trust``,
-        ``university``.
+        ``university``, and ``dominant_hub`` in a scenario that grows one.
     rows
         Total rows written over all daily files (equals ``transactions``).
     rows_by_kind
@@ -120,6 +120,9 @@ class GroundTruth:
         Whole-history :class:`PeriodTotals`.
     final_balances
         Raw id → closing balance of every non-issuer account (zero balances included).
+    scenario
+        Name of the behaviour scenario (``healthy``, ``declining``), also a generation
+        parameter.
     """
 
     seed: int
@@ -135,6 +138,7 @@ class GroundTruth:
     monthly: dict[str, PeriodTotals]
     totals: PeriodTotals
     final_balances: dict[str, Decimal] = field(repr=False)
+    scenario: str = "healthy"
 
     @property
     def money_supply(self) -> Decimal:
@@ -150,6 +154,7 @@ class GroundTruth:
                 "days": self.days,
                 "start": self.start.isoformat(),
                 "timezone": self.timezone,
+                "scenario": self.scenario,
             },
             "account_counts": dict(self.account_counts),
             "roles": dict(self.roles),
@@ -164,7 +169,7 @@ class GroundTruth:
     def to_json(self, path: Path | str | None = None) -> str:
         """Serialise to JSON text; also write it to ``path`` when given.
 
-        Layout: ``{"parameters": {seed, transactions, days, start, timezone},
+        Layout: ``{"parameters": {seed, transactions, days, start, timezone, scenario},
         "account_counts": {...}, "roles": {...}, "rows": int, "rows_by_kind": {...},
         "files": int, "totals": {...}, "monthly": {"YYYY-MM": {...}},
         "final_balances": {raw_id: "12.50"}}`` with money as two-decimal strings.
@@ -192,6 +197,8 @@ class GroundTruth:
             monthly={k: PeriodTotals.from_dict(v) for k, v in data["monthly"].items()},
             totals=PeriodTotals.from_dict(data["totals"]),
             final_balances={k: _money(v) for k, v in data["final_balances"].items()},
+            # Files written before scenarios existed describe a steady scheme.
+            scenario=str(p.get("scenario", "healthy")),
         )
 
     @classmethod
