@@ -8,7 +8,7 @@ export DO_NOT_TRACK := 1
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export PREFECT_HOME := $(CURDIR)/data/prefect
 
-.PHONY: install demo test lint typecheck unit format bench clean
+.PHONY: install browser demo test lint typecheck unit format bench clean
 
 .venv/.installed: pyproject.toml uv.lock
 	@$(UV) --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet --disable-pip-version-check 'uv>=0.9'
@@ -16,6 +16,10 @@ export PREFECT_HOME := $(CURDIR)/data/prefect
 	@touch $@
 
 install: .venv/.installed
+
+# Chromium for the report's browser tests; does nothing when it is already installed.
+browser:
+	@bash scripts/install-browser.sh
 
 demo: install
 	$(RUN) circulate demo
@@ -30,7 +34,7 @@ typecheck: install
 unit: install
 	$(RUN) pytest
 
-test: lint typecheck unit
+test: browser lint typecheck unit
 
 # Not part of `make test`: generates 1 M and 10 M transaction schemes (cached in bench/cache).
 bench: install
