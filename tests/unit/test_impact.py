@@ -39,9 +39,13 @@ def monthly(**columns: list[float | None]) -> pl.DataFrame:
     return pl.DataFrame(base)
 
 
-def raised(frame: pl.DataFrame, rules: FlagRules | None = None) -> dict[dt.date, set[str]]:
+# The six-month fixtures judge trends from the first month on (no launch period).
+NO_WARMUP = FlagRules(warmup_months=0)
+
+
+def raised(frame: pl.DataFrame, rules: FlagRules = NO_WARMUP) -> dict[dt.date, set[str]]:
     out: dict[dt.date, set[str]] = {}
-    for flag in evaluate_flags(frame, rules or FlagRules()):
+    for flag in evaluate_flags(frame, rules):
         out.setdefault(flag.month, set())
         if flag.raised:
             out[flag.month].add(flag.key)
@@ -54,7 +58,7 @@ def test_healthy_months_raise_no_flag() -> None:
 
 def test_each_destruction_pattern_raises_its_flag_in_the_right_month() -> None:
     frame = monthly(
-        leakage_3m=[0.6, 0.6, 0.7, 0.8, 0.9, 0.9],  # rises Feb→Mar→Apr→May by 0.3
+        leakage_3m=[0.9, 0.9, 1.0, 1.1, 1.2, 1.2],  # rises Feb→Mar→Apr→May by 0.3 to 1.2
         receipts_top5_share=[0.3, 0.3, 0.3, 0.3, 0.3, 0.55],
         active_accounts=[100.0, 100.0, 100.0, 100.0, 100.0, 79.0],
         public_flows=[500.0, 500.0, 500.0, 500.0, 500.0, 0.0],
@@ -101,7 +105,38 @@ def test_flag_evidence_names_numbers_and_chart() -> None:
         for f in evaluate_flags(frame, FlagRules())
         if f.month == MONTHS[5] and f.key == "receipts_concentrated"
     )
-    assert flag.raised and "62.0 %" in flag.evidence and flag.chart == "concentration"
+    assert flag.raised and flag.chart == "concentration"
+    assert "62.0 %" in flag.evidence and "30.0 %" in flag.evidence
+
+
+def test_launch_months_do_not_judge_trends() -> None:
+    # Leakage climbs as a new scheme's first redemptions arrive, then settles; the launch
+    # rise is not a decline. The same climb after the launch is one.
+    launch = monthly(leakage_3m=[0.4, 0.7, 1.0, 1.3, 1.3, 1.3])
+    assert all(not keys for keys in raised(launch, FlagRules()).values())
+    assert "leakage_rising" in raised(launch)[MONTHS[3]]
+    later = monthly(leakage_3m=[0.9, 0.9, 0.9, 1.0, 1.1, 1.2])
+    assert "leakage_rising" not in raised(later, FlagRules())[MONTHS[5]]  # window starts in Apr
+    assert "leakage_rising" in raised(later, FlagRules(warmup_months=2))[MONTHS[5]]
+
+
+def test_maturing_leakage_below_the_level_is_not_a_flag() -> None:
+    # Redemptions catching up with top-ups: leakage climbs but stays under 1.
+    maturing = monthly(leakage_3m=[0.5, 0.6, 0.7, 0.8, 0.9, 0.95])
+    assert all(not keys for keys in raised(maturing).values())
+    lower_level = FlagRules(warmup_months=0, leakage_level=0.75)
+    assert "leakage_rising" in raised(maturing, lower_level)[MONTHS[3]]
+
+
+def test_concentration_flag_needs_a_shift_not_only_a_level() -> None:
+    always_high = monthly(receipts_top5_share=[0.7, 0.72, 0.69, 0.71, 0.7, 0.74])
+    assert all(not keys for keys in raised(always_high).values())
+    too_early = monthly(receipts_top5_share=[0.3, 0.3, 0.62, 0.3, 0.3, 0.3])
+    assert "receipts_concentrated" not in raised(too_early)[MONTHS[2]]  # two months before
+    takeover = monthly(receipts_top5_share=[0.4, 0.42, 0.41, 0.45, 0.51, 0.6])
+    flags = raised(takeover)
+    assert "receipts_concentrated" not in flags[MONTHS[4]]  # above 50 % but 0.095 over median
+    assert "receipts_concentrated" in flags[MONTHS[5]]
 
 
 def test_thresholds_file_overrides_defaults_key_by_key(tmp_path: Path) -> None:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import datetime as dt
 import itertools
 import math
+import statistics
 import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields, replace
@@ -290,12 +291,15 @@ class FlagRules:
     """Settings of the risk flags (``[flags]`` in the thresholds file)."""
 
     trend_periods: int = 3
+    warmup_months: int = 3
     multiplier_min_fall: float = 0.05
     velocity_min_fall: float = 0.10
     leakage_min_rise: float = 0.10
+    leakage_level: float = 1.0
     dormancy_level: float = 0.10
     active_members_drop: float = 0.20
     top5_receipts_share: float = 0.50
+    top5_min_rise: float = 0.10
     public_flows_lookback: int = 3
     gap_days: int = 1
 
@@ -908,7 +912,7 @@ def _trend_flag(
     False
     """
     if len(values) < periods + 1:
-        return False, f"needs {periods + 1} complete months; {len(values)} so far"
+        return False, f"needs {periods + 1} complete months after the launch; {len(values)} so far"
     window = list(values[-(periods + 1) :])
     shown = [v for v in window if v is not None]
     if len(shown) < len(window):
@@ -949,9 +953,17 @@ def _flags_for(frame: pl.DataFrame, months: list[dt.date], rules: FlagRules) -> 
     ) -> None:
         out.append(Flag(month, key, pillar, title, raised, evidence, chart, src))
 
+    # A launch is not a decline: while supply builds up from nothing, ratios against it
+    # swing for reasons of their own, so trends are judged after the first months only.
+    warmup = rules.warmup_months
+    settled = months[warmup:]
+
+    def after_warmup(name: str) -> list[float | None]:
+        return _col(frame, name)[warmup:]
+
     raised, text = _trend_flag(
-        months,
-        _col(frame, "lm3"),
+        settled,
+        after_warmup("lm3"),
         periods=n,
         falling=True,
         min_change=rules.multiplier_min_fall,
@@ -969,8 +981,8 @@ def _flags_for(frame: pl.DataFrame, months: list[dt.date], rules: FlagRules) -> 
         "marts.circulation_metrics.markov_lm3",
     )
     raised, text = _trend_flag(
-        months,
-        _col(frame, "velocity"),
+        settled,
+        after_warmup("velocity"),
         periods=n,
         falling=True,
         min_change=rules.velocity_min_fall,
@@ -987,9 +999,12 @@ def _flags_for(frame: pl.DataFrame, months: list[dt.date], rules: FlagRules) -> 
         "circulation_trends",
         "marts.circulation_metrics.velocity",
     )
+    # A maturing scheme's leakage climbs towards 1 (redemptions catching up with top-ups);
+    # only past the level is the supply shrinking while the rise goes on.
+    leakage = after_warmup("leakage_3m")
     raised, text = _trend_flag(
-        months,
-        _col(frame, "leakage_3m"),
+        settled,
+        leakage,
         periods=n,
         falling=False,
         min_change=rules.leakage_min_rise,
@@ -1000,16 +1015,16 @@ def _flags_for(frame: pl.DataFrame, months: list[dt.date], rules: FlagRules) -> 
         "leakage_rising",
         "proposition",
         f"Leakage rising {n} months in a row",
-        raised,
+        raised and bool(leakage) and (leakage[-1] or 0.0) >= rules.leakage_level,
         f"Redeemed per unit issued, trailing three months: {text}; flag at a rise in "
-        "each month and "
-        f"{rules.leakage_min_rise:.2f} or more in total.",
+        f"each month, {rules.leakage_min_rise:.2f} or more in total, to "
+        f"{rules.leakage_level:.2f} or more.",
         "circulation_trends",
         "marts.circulation_metrics.leakage",
     )
-    dormancy = _col(frame, "dormancy")
+    dormancy = after_warmup("dormancy")
     raised, text = _trend_flag(
-        months,
+        settled,
         dormancy,
         periods=n,
         falling=False,
@@ -1017,7 +1032,7 @@ def _flags_for(frame: pl.DataFrame, months: list[dt.date], rules: FlagRules) -> 
         relative=False,
         unit="share",
     )
-    high = dormancy[-1] is not None and dormancy[-1] >= rules.dormancy_level
+    high = bool(dormancy) and dormancy[-1] is not None and dormancy[-1] >= rules.dormancy_level
     add(
         "dormancy_rising",
         "proposition",
@@ -1049,15 +1064,31 @@ def _flags_for(frame: pl.DataFrame, months: list[dt.date], rules: FlagRules) -> 
         "marts.circulation_metrics.active_accounts",
     )
 
+    # Some schemes are concentrated from the start (a few anchor traders); the flag is for
+    # a shift: above the level and well above the scheme's usual share in earlier months.
     top5 = _number(row.get("receipts_top5_share"))
+    earlier_top5 = [v for v in _col(frame, "receipts_top5_share")[:-1] if v is not None]
+    usual = statistics.median(earlier_top5) if len(earlier_top5) >= n else None
+    concentrated = (
+        top5 is not None
+        and usual is not None
+        and top5 > rules.top5_receipts_share
+        and top5 - usual >= rules.top5_min_rise
+    )
+    usual_text = (
+        f"its median over the {len(earlier_top5)} months before was {format_value(usual, 'share')}"
+        if usual is not None
+        else f"needs {n} earlier complete months for a usual level"
+    )
     add(
         "receipts_concentrated",
         "proposition",
-        f"Top five businesses take over {rules.top5_receipts_share * 100:.0f} % of receipts",
-        top5 is not None and top5 > rules.top5_receipts_share,
+        "Spending concentrating on the top five businesses",
+        concentrated,
         f"The five largest business receivers took {format_value(top5, 'share')} of business "
-        f"receipts in {_month_name(month)}; flag above "
-        f"{rules.top5_receipts_share * 100:.0f} %. Fragility: the top hub touches "
+        f"receipts in {_month_name(month)}; {usual_text}. Flag above "
+        f"{rules.top5_receipts_share * 100:.0f} % and {rules.top5_min_rise * 100:.0f} points "
+        "or more over that median. Fragility: the top hub touches "
         f"{format_value(_number(row.get('fragility_top1')), 'share')} of the month's volume.",
         "concentration",
         "marts.network_summary.receipts_top5_share",
