@@ -31,15 +31,18 @@ lint: install
 typecheck: install
 	$(RUN) mypy
 
+# Two workers (pytest-xdist): each has its own Prefect home and temporary folders; module
+# fixtures stay on one worker (--dist loadscope).
 unit: install
-	$(RUN) pytest
+	$(RUN) pytest -n 2 --dist loadscope
 
 test: browser lint typecheck unit
 
-# Not part of `make test`: generates 1 M and 10 M transaction schemes (cached in bench/cache).
+# Not part of `make test`: generates 1 M and 10 M transaction schemes (cached in bench/cache),
+# times every stage, the floor, the tracer and the naive baseline, and writes
+# bench/results/<date>.json and .md (about 45 minutes on 2 cores).
 bench: install
 	$(RUN) python bench/pipeline.py
-	$(RUN) python bench/bench_tracer.py
 
 format: install
 	$(RUN) ruff format .

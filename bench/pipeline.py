@@ -300,8 +300,10 @@ def main() -> int:
         "peak_rss_self_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
     }
     out.write_text(json.dumps(payload, indent=2) + "\n")
-    print(markdown(results))
-    print(f"\nwritten to {out}", file=sys.stderr)
+    table = markdown(results)
+    out.with_suffix(".md").write_text(table + "\n")
+    print(table)
+    print(f"\nwritten to {out} and {out.with_suffix('.md')}", file=sys.stderr)
     return 0
 
 
