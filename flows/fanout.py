@@ -18,9 +18,8 @@ from pathlib import Path
 from typing import Any, cast
 
 import polars as pl
-from prefect import Task, flow, task, unmapped
+from prefect import flow, task, unmapped
 from prefect.cache_policies import NO_CACHE
-from prefect.client.schemas.objects import State, TaskRun
 from prefect.futures import PrefectFuture
 from prefect.settings import PREFECT_API_URL, temporary_settings
 from prefect.task_runners import TaskRunner
@@ -29,25 +28,10 @@ from prefect_dask.task_runners import DaskTaskRunner
 from circulate import lake as lakes
 from circulate.errors import InputError
 from circulate.settings import Settings
+from flows.nightly import io_task  # the same retry rule: I/O errors only
 
 DASK_ADDRESS_VARIABLE = "CIRCULATE_DASK_ADDRESS"
 LOCAL_WORKERS = 2
-IO_RETRIES = 2
-IO_RETRY_DELAYS: list[float] = [5, 30]  # seconds: a busy disk or network share, not bad data
-
-
-def _io_error(_task: Task[Any, Any], _run: TaskRun, state: State[Any]) -> bool:
-    """Retry only what may pass by itself: I/O errors, not bad input or a failing model."""
-    error = state.result(raise_on_failure=False)
-    return isinstance(error, OSError)
-
-
-io_task = task(
-    cache_policy=NO_CACHE,
-    retries=IO_RETRIES,
-    retry_delay_seconds=IO_RETRY_DELAYS,
-    retry_condition_fn=_io_error,
-)
 compute_task = task(cache_policy=NO_CACHE)
 
 

@@ -41,7 +41,7 @@ def _read(out: Path) -> pl.DataFrame:
     )
 
 
-def _balances(rows: pl.DataFrame) -> pl.DataFrame:
+def running_balances(rows: pl.DataFrame) -> pl.DataFrame:
     """Running balance per account after every row, replayed in (occurred_at, txn_id)."""
     ordered = rows.sort("occurred_at", "txn_id")
     legs = pl.concat(
@@ -205,7 +205,7 @@ def test_no_member_balance_is_ever_negative(
     scheme: tuple[Path, GroundTruth], rows: pl.DataFrame
 ) -> None:
     _, truth = scheme
-    running = _balances(rows).filter(pl.col("account_id") != truth.roles["issuer"])
+    running = running_balances(rows).filter(pl.col("account_id") != truth.roles["issuer"])
     assert running["balance"].min() >= 0  # type: ignore[operator]
 
 
@@ -247,7 +247,7 @@ def test_ground_truth_matches_the_files(
     assert truth.money_supply == supply
     assert truth.rows_by_kind == {k: total(whole, k)[1] for k in sorted(KINDS)}
 
-    final = _balances(rows).group_by("account_id").agg(pl.col("balance").last())
+    final = running_balances(rows).group_by("account_id").agg(pl.col("balance").last())
     computed = {a: _money(b) for a, b in final.iter_rows() if a != truth.roles["issuer"]}
     assert {k: v for k, v in truth.final_balances.items() if v != 0} == {
         k: v for k, v in computed.items() if v != 0
@@ -315,7 +315,7 @@ def test_conservation_property(tmp_path: Path, seed: int, transactions: int, day
     rows = _read(out)
     assert rows.height == transactions == truth.rows
     final = (
-        _balances(rows)
+        running_balances(rows)
         .group_by("account_id")
         .agg(pl.col("balance").last(), pl.col("balance").min().alias("low"))
     )

@@ -25,6 +25,7 @@ from hypothesis import strategies as st
 from circulate.cli import build_parser
 from circulate.generate import GroundTruth, generate_scheme
 from circulate.generate.scenario import SCENARIOS, Scenario, scenario_named
+from tests.unit.test_generate import running_balances
 
 HEADER = "txn_id,occurred_at,source_id,target_id,amount,kind,channel"
 ONE_YEAR = {"transactions": 20_000, "days": 365, "start": date(2025, 1, 1)}
@@ -191,26 +192,7 @@ def test_declining_keeps_the_generator_guarantees(declining: tuple[Path, GroundT
     assert GroundTruth.from_json(out / "ground_truth.json") == truth
     # Replayed in order, no member balance is ever negative and the totals match.
     issuer = truth.roles["issuer"]
-    ordered = rows.sort("occurred_at", "txn_id")
-    legs = pl.concat(
-        [
-            ordered.select(
-                "occurred_at",
-                "txn_id",
-                pl.col("source_id").alias("account_id"),
-                (-pl.col("pence")).alias("delta"),
-                pl.lit(0).alias("leg"),
-            ),
-            ordered.select(
-                "occurred_at",
-                "txn_id",
-                pl.col("target_id").alias("account_id"),
-                pl.col("pence").alias("delta"),
-                pl.lit(1).alias("leg"),
-            ),
-        ]
-    ).sort("occurred_at", "txn_id", "leg")
-    running = legs.with_columns(pl.col("delta").cum_sum().over("account_id").alias("balance"))
+    running = running_balances(rows)
     members = running.filter(pl.col("account_id") != issuer)
     assert members["balance"].min() >= 0  # type: ignore[operator]
     final = members.group_by("account_id").agg(pl.col("balance").last())
