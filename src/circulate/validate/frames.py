@@ -2,17 +2,20 @@
 
 Great Expectations runs on pandas frames (DESIGN §7: a DuckDB datasource is fragile), so
 everything that needs the warehouse — export days, account attributes, trailing
-history — is joined here and handed over as plain columns.
+history — is joined here and handed over as plain columns. The ``transactions`` frame
+holds only the rows some check flags (see :mod:`circulate.validate.suites`): a clean
+batch of millions of rows reaches pandas as an empty frame.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 
 import duckdb
 import pandas as pd
 
-from circulate.validate.suites import CONTRACT_TYPES
+from circulate.validate.suites import CONTRACT_TYPES, Check
 
 #: The reason ingestion gives a row whose txn_id was loaded before with other content.
 CONFLICT_REASON = "txn_id already used with different content"
@@ -21,12 +24,25 @@ CONFLICT_REASON = "txn_id already used with different content"
 NO_BASELINE_RATIO = 1e9
 
 _TRANSACTIONS = """
+create or replace temp table validation_flagged as
 with batch as (
-    select * from raw.transactions where batch_id = $batch_id
+    select
+        rowid as ledger_row,
+        txn_id, source_file, source_line, occurred_at, source_id, target_id, amount, kind
+    from raw.transactions
+    where batch_id = $batch_id
 ),
 
+-- The local day's bounds in epoch microseconds, once per file: per row, timezone() and
+-- timestamptz arithmetic (calendar-aware) would cost far more than the rest of the checks.
 files as (
-    select file_name, batch_id, export_day from audit.files where file_role = 'transactions'
+    select
+        file_name,
+        export_day,
+        epoch_us(timezone($timezone, cast(export_day as timestamp))) as day_starts_us,
+        epoch_us(timezone($timezone, cast(export_day + 1 as timestamp))) as day_ends_us
+    from audit.files
+    where file_role = 'transactions' and batch_id = $batch_id
 ),
 
 accounts as (
@@ -37,6 +53,10 @@ issuers as (
     select account_id from accounts where account_type = 'issuer'
 ),
 
+repeated_txn_ids as (
+    select txn_id from batch group by txn_id having count(*) > 1
+),
+
 -- The ledger replay of sql/tests/account_balances_never_negative.sql, on raw rows, so an
 -- overdrawn member is caught before the models (and the money tracer) are built.
 outside_circulation as (
@@ -45,62 +65,133 @@ outside_circulation as (
     union select target_id from raw.transactions where kind in ('redemption', 'fee')
 ),
 
-movements as (
-    select txn_id, occurred_at, target_id as account_id, amount as delta
-    from raw.transactions
-    where target_id not in (select account_id from outside_circulation)
-    union all
-    select txn_id, occurred_at, source_id as account_id, -amount as delta
-    from raw.transactions
+-- Only the batch's payers need a balance, and only from their first payment in the batch
+-- on: what they did before is one sum (the opening balance), not a replay. On a night
+-- that adds a day to a long history this replays days, not years. Payers and ledger rows
+-- are keyed by integers: sorting and joining on pseudonym strings costs twice as much.
+batch_payers as (
+    select
+        source_id as account_id,
+        min(occurred_at) as replay_from,
+        row_number() over () as payer_key
+    from batch
     where source_id not in (select account_id from outside_circulation)
+    group by source_id
+),
+
+-- Each payer's movements before its first payment in the batch (summed) and from it on
+-- (replayed), as two streams: neither is held in memory whole.
+earlier_movements as (
+    select batch_payers.payer_key, ledger.amount as delta
+    from raw.transactions as ledger
+    join batch_payers on batch_payers.account_id = ledger.target_id
+    where ledger.occurred_at < batch_payers.replay_from
+    union all
+    select batch_payers.payer_key, -ledger.amount as delta
+    from raw.transactions as ledger
+    join batch_payers on batch_payers.account_id = ledger.source_id
+    where ledger.occurred_at < batch_payers.replay_from
+),
+
+opening as (
+    select payer_key, sum(delta) as balance from earlier_movements group by payer_key
+),
+
+replayed_movements as (
+    select ledger.rowid as ledger_row, ledger.txn_id, ledger.occurred_at,
+        batch_payers.payer_key, ledger.amount as delta
+    from raw.transactions as ledger
+    join batch_payers on batch_payers.account_id = ledger.target_id
+    where ledger.occurred_at >= batch_payers.replay_from
+    union all
+    select ledger.rowid as ledger_row, ledger.txn_id, ledger.occurred_at,
+        batch_payers.payer_key, -ledger.amount as delta
+    from raw.transactions as ledger
+    join batch_payers on batch_payers.account_id = ledger.source_id
+    where ledger.occurred_at >= batch_payers.replay_from
 ),
 
 replay as (
     select
-        txn_id,
-        delta,
-        sum(delta) over (
-            partition by account_id order by occurred_at, txn_id, delta desc
+        movements.ledger_row,
+        movements.delta,
+        coalesce(opening.balance, 0) + sum(movements.delta) over (
+            partition by movements.payer_key
+            order by movements.occurred_at, movements.txn_id, movements.delta desc
             rows unbounded preceding
         ) as running_balance
-    from movements
+    from replayed_movements as movements
+    left join opening on opening.payer_key = movements.payer_key
 ),
 
+-- The payment's own movement: a ledger row moves money out of one account only.
 payer_balance as (
-    select txn_id, min(running_balance) as balance_after
+    select ledger_row, min(running_balance) as balance_after
     from replay
     where delta < 0
-    group by txn_id
+    group by ledger_row
+),
+
+checked as (
+    select
+        batch.txn_id,
+        batch.source_file,
+        batch.source_line,
+        batch.occurred_at,
+        batch.source_id,
+        batch.target_id,
+        cast(batch.amount as double) as amount,
+        batch.kind,
+        files.export_day,
+        -- Hours before the start or after the end of the file's local day (0 inside it).
+        case when files.export_day is not null then greatest(
+            0,
+            (files.day_starts_us - epoch_us(batch.occurred_at)) / 1e6,
+            (epoch_us(batch.occurred_at) - files.day_ends_us) / 1e6
+        ) / 3600.0 end as hours_outside_export_day,
+        source_account.account_type as source_account_type,
+        target_account.account_type as target_account_type,
+        case when batch.kind = 'issuance'
+            then batch.source_id in (select account_id from issuers) end
+            as issuance_from_issuer,
+        case when batch.kind in ('redemption', 'fee')
+            then batch.target_id in (select account_id from issuers) end as outflow_to_issuer,
+        cast(payer_balance.balance_after as double) as payer_balance_after,
+        batch.txn_id in (select txn_id from repeated_txn_ids) as txn_id_repeated
+    from batch
+    left join payer_balance on payer_balance.ledger_row = batch.ledger_row
+    left join files on files.file_name = batch.source_file
+    left join accounts as source_account on source_account.account_id = batch.source_id
+    left join accounts as target_account on target_account.account_id = batch.target_id
+)
+
+select * from checked where {flagged}
+"""
+
+#: The columns of the ``transactions`` frame, in batch order (file, then line).
+_TRANSACTION_FRAME = """
+select
+    txn_id, source_file, occurred_at, source_id, target_id, amount, kind, export_day,
+    hours_outside_export_day, source_account_type, target_account_type,
+    issuance_from_issuer, outflow_to_issuer, payer_balance_after
+from validation_flagged
+order by source_file, source_line
+"""
+
+#: Whether the whole batch has a value in each text column of the ``transactions`` frame.
+_TEXT_PRESENT = """
+with batch as (
+    select source_id, target_id from raw.transactions where batch_id = $batch_id
 )
 
 select
-    batch.txn_id,
-    batch.source_file,
-    batch.occurred_at,
-    batch.source_id,
-    batch.target_id,
-    cast(batch.amount as double) as amount,
-    batch.kind,
-    files.export_day,
-    -- Hours before the start or after the end of the file's local day (0 inside it).
-    case when files.export_day is not null then greatest(
-        0,
-        epoch(timezone($timezone, cast(files.export_day as timestamp)) - batch.occurred_at),
-        epoch(batch.occurred_at - timezone($timezone, cast(files.export_day + 1 as timestamp)))
-    ) / 3600.0 end as hours_outside_export_day,
-    source_account.account_type as source_account_type,
-    target_account.account_type as target_account_type,
-    case when batch.kind = 'issuance'
-        then batch.source_id in (select account_id from issuers) end as issuance_from_issuer,
-    case when batch.kind in ('redemption', 'fee')
-        then batch.target_id in (select account_id from issuers) end as outflow_to_issuer,
-    cast(payer_balance.balance_after as double) as payer_balance_after
-from batch
-left join payer_balance on payer_balance.txn_id = batch.txn_id
-left join files on files.file_name = batch.source_file and files.batch_id = batch.batch_id
-left join accounts as source_account on source_account.account_id = batch.source_id
-left join accounts as target_account on target_account.account_id = batch.target_id
-order by batch.source_file, batch.source_line
+    exists (select 1 from batch) as any_row,
+    exists (
+        select 1 from batch join raw.accounts on raw.accounts.account_id = batch.source_id
+    ) as source_account_type,
+    exists (
+        select 1 from batch join raw.accounts on raw.accounts.account_id = batch.target_id
+    ) as target_account_type
 """
 
 _FILES = """
@@ -143,15 +234,29 @@ from files
 
 _DAY_TOTALS = """
 create or replace temp table validation_day_totals as
+with batch_days as (
+    select min(export_day) as first_day, max(export_day) as last_day
+    from audit.files
+    where batch_id = $batch_id and file_role = 'transactions' and status <> 'rejected'
+),
+
+-- Only the batch's days and their trailing windows are compared: the rest of the
+-- history is not read.
+banded_files as (
+    select files.file_name, files.batch_id, files.export_day
+    from audit.files as files, batch_days
+    where files.file_role = 'transactions' and files.status <> 'rejected'
+        and files.export_day between batch_days.first_day - $history_days
+        and batch_days.last_day
+)
+
 select
     files.export_day as day,
     count(transactions.txn_id) as row_count,
     coalesce(sum(transactions.amount) filter (where transactions.kind = 'transfer'), 0) as volume
-from audit.files as files
+from banded_files as files
 left join raw.transactions as transactions
     on transactions.source_file = files.file_name and transactions.batch_id = files.batch_id
-where files.file_role = 'transactions' and files.status <> 'rejected'
-    and files.export_day is not null
 group by files.export_day
 """
 
@@ -202,18 +307,24 @@ order by history_band.day
 """
 
 _EXPORT_DAYS = """
-with bounds as (
+with export_days as (
+    select distinct export_day as day
+    from audit.files
+    where file_role = 'transactions' and status <> 'rejected' and export_day is not null
+),
+
+bounds as (
     select
-        (select min(day) from validation_day_totals) as first_day,
+        (select min(day) from export_days) as first_day,
         (
             select max(export_day) from audit.files
             where batch_id = $batch_id and file_role = 'transactions' and status <> 'rejected'
         ) as last_day
 )
 
-select cast(spine.day as date) as day, count(totals.day) as files
+select cast(spine.day as date) as day, count(export_days.day) as files
 from bounds, range(bounds.first_day, bounds.last_day + interval 1 day, interval 1 day) as spine(day)
-left join validation_day_totals as totals on totals.day = cast(spine.day as date)
+left join export_days on export_days.day = cast(spine.day as date)
 group by spine.day
 order by spine.day
 """
@@ -231,10 +342,18 @@ class BatchFrames:
     skip_reasons
         For each condition a check may need (``accounts``, ``issuers``, ``history``) the
         reason it is not met, or absent when it is met.
+    row_counts
+        Frame name to the number of rows the suite checks: the frame's length, except for
+        ``transactions`` when only the flagged rows were kept (then the batch's size).
+    flagged_counts
+        For each check whose rows were pre-selected in DuckDB, how many rows its
+        ``unexpected_rows_sql`` flags; the expectation must count as many.
     """
 
     frames: dict[str, pd.DataFrame]
     skip_reasons: dict[str, str]
+    row_counts: dict[str, int] = field(default_factory=dict)
+    flagged_counts: dict[str, int] = field(default_factory=dict)
 
 
 def _df(con: duckdb.DuckDBPyConnection, query: str, params: dict[str, object]) -> pd.DataFrame:
@@ -258,35 +377,8 @@ def _schema_frame(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
     )
 
 
-def load_frames(
-    con: duckdb.DuckDBPyConnection, batch_id: str, *, timezone: str, history_days: int
-) -> BatchFrames:
-    """Compute every frame for ``batch_id`` from the warehouse ``con`` points at.
-
-    Parameters
-    ----------
-    con
-        Connection to a warehouse holding ``raw`` and ``audit`` (read-only is enough:
-        only a temporary table is written).
-    batch_id
-        The batch to validate (the pipeline's run id).
-    timezone
-        Scheme timezone; export days are its calendar days.
-    history_days
-        Length of the history_band window for the volume band.
-    """
-    con.execute(_DAY_TOTALS)
-    frames = {
-        "schema": _schema_frame(con),
-        "transactions": _df(con, _TRANSACTIONS, {"batch_id": batch_id, "timezone": timezone}),
-        "files": _df(con, _FILES, {"batch_id": batch_id, "conflict_reason": CONFLICT_REASON}),
-        "days": _df(
-            con,
-            _DAYS,
-            {"batch_id": batch_id, "history_days": history_days, "no_baseline": NO_BASELINE_RATIO},
-        ),
-        "export_days": _df(con, _EXPORT_DAYS, {"batch_id": batch_id}),
-    }
+def _skip_reasons(con: duckdb.DuckDBPyConnection) -> dict[str, str]:
+    """Reasons the account checks cannot run (the history reason needs the days frame)."""
     skip: dict[str, str] = {}
     counts = con.execute(
         "select count(*), count(*) filter (where account_type = 'issuer') from raw.accounts"
@@ -296,6 +388,126 @@ def load_frames(
         skip["accounts"] = "no accounts file loaded: accounts cannot be checked"
     if not issuers:
         skip["issuers"] = "no issuer account listed in the accounts file"
+    return skip
+
+
+def _as_whole_batch_text(
+    con: duckdb.DuckDBPyConnection, batch_id: str, frame: pd.DataFrame
+) -> pd.DataFrame:
+    """Give the text columns the dtype they would have in a frame of the whole batch.
+
+    DuckDB hands pandas a text column with at least one value as a string dtype (missing
+    values NaN) but an all-null one as objects (missing values None), and an expectation
+    reports the missing values it finds (``nan`` or ``None``) as they are. A column can be
+    all null among the flagged rows and not in the batch: convert it as the whole batch.
+    """
+    present = con.execute(_TEXT_PRESENT, {"batch_id": batch_id}).fetchone()
+    if not present:
+        return frame
+    any_row, source_type, target_type = present
+    text_dtype = con.execute("select 'text' as text").df()["text"].dtype
+    in_batch = {
+        **dict.fromkeys(("txn_id", "source_file", "source_id", "target_id", "kind"), any_row),
+        "source_account_type": source_type,
+        "target_account_type": target_type,
+    }
+    converted = {
+        column: frame[column].astype(text_dtype)
+        for column, present_in_batch in in_batch.items()
+        if present_in_batch and frame[column].dtype != text_dtype
+    }
+    return frame.assign(**converted) if converted else frame
+
+
+def _transactions(
+    con: duckdb.DuckDBPyConnection,
+    batch_id: str,
+    timezone: str,
+    flag_checks: Sequence[Check] | None,
+) -> tuple[pd.DataFrame, int, dict[str, int]]:
+    """The batch's rows that ``flag_checks`` flag (every row when ``None``), in batch order.
+
+    Returns the frame, the batch's row count and each check's count of flagged rows.
+    """
+    unstated = [check.name for check in flag_checks or () if not check.unexpected_rows_sql]
+    if unstated:
+        # Its failures would reach Great Expectations only by chance: refuse to run.
+        raise ValueError(
+            f"Check(s) {', '.join(unstated)} in circulate/validate/suites.py run on the "
+            "transactions frame without unexpected_rows_sql: add the DuckDB condition "
+            "for the rows the expectation counts as unexpected"
+        )
+    conditions = {check.name: f"({check.unexpected_rows_sql})" for check in flag_checks or ()}
+    if flag_checks is None:
+        flagged = "true"
+    else:
+        # A condition is null where the expectation ignores the row (a null value).
+        flagged = " or ".join(f"coalesce({c}, false)" for c in conditions.values()) or "false"
+    con.execute(_TRANSACTIONS.format(flagged=flagged), {"batch_id": batch_id, "timezone": timezone})
+    frame = _as_whole_batch_text(con, batch_id, _df(con, _TRANSACTION_FRAME, {}))
+    counted = con.execute(
+        "select count(*) from raw.transactions where batch_id = $batch_id",
+        {"batch_id": batch_id},
+    ).fetchone()
+    batch_rows = int(counted[0]) if counted else 0
+    flagged_counts: dict[str, int] = {}
+    if conditions:
+        sums = ", ".join(f"count(*) filter (where {c})" for c in conditions.values())
+        # The conditions are the checks' own SQL (suites.py), never input data.
+        row = con.execute(f"select {sums} from validation_flagged").fetchone()  # noqa: S608
+        flagged_counts = dict(zip(conditions, (int(n) for n in row or ()), strict=True))
+    return frame, batch_rows, flagged_counts
+
+
+def load_frames(
+    con: duckdb.DuckDBPyConnection,
+    batch_id: str,
+    *,
+    timezone: str,
+    history_days: int,
+    checks: Sequence[Check] | None = None,
+) -> BatchFrames:
+    """Compute every frame for ``batch_id`` from the warehouse ``con`` points at.
+
+    Parameters
+    ----------
+    con
+        Connection to a warehouse holding ``raw`` and ``audit`` (read-only is enough:
+        only temporary tables are written).
+    batch_id
+        The batch to validate (the pipeline's run id).
+    timezone
+        Scheme timezone; export days are its calendar days.
+    history_days
+        Length of the history_band window for the volume band.
+    checks
+        The checks about to run: the ``transactions`` frame then keeps only the rows that
+        the ``unexpected_rows_sql`` of at least one of them (not skipped) flags. ``None``
+        keeps every row of the batch.
+    """
+    skip = _skip_reasons(con)
+    flag_checks = (
+        None
+        if checks is None
+        else [
+            c
+            for c in checks
+            if c.frame == "transactions" and (c.needs is None or c.needs not in skip)
+        ]
+    )
+    transactions, batch_rows, flagged_counts = _transactions(con, batch_id, timezone, flag_checks)
+    con.execute(_DAY_TOTALS, {"batch_id": batch_id, "history_days": history_days})
+    frames = {
+        "schema": _schema_frame(con),
+        "transactions": transactions,
+        "files": _df(con, _FILES, {"batch_id": batch_id, "conflict_reason": CONFLICT_REASON}),
+        "days": _df(
+            con,
+            _DAYS,
+            {"batch_id": batch_id, "history_days": history_days, "no_baseline": NO_BASELINE_RATIO},
+        ),
+        "export_days": _df(con, _EXPORT_DAYS, {"batch_id": batch_id}),
+    }
     days = frames["days"]
     enough = days["history_days"] >= history_days
     if not bool(enough.any()):
@@ -306,4 +518,6 @@ def load_frames(
             else "not enough history: the batch has no dated export file"
         )
     frames["days"] = days[enough].reset_index(drop=True)
-    return BatchFrames(frames, skip)
+    row_counts = {name: len(frame) for name, frame in frames.items()}
+    row_counts["transactions"] = batch_rows
+    return BatchFrames(frames, skip, row_counts, flagged_counts)

@@ -42,8 +42,7 @@ def _context() -> Any:
     return context
 
 
-def _observed(frame_name: str, check: Check, result: Mapping[str, Any]) -> str:
-    element = int(result.get("element_count") or 0)
+def _observed(frame_name: str, element: int, result: Mapping[str, Any]) -> str:
     unexpected = int(result.get("unexpected_count") or 0)
     if frame_name == "files":
         # One row for the whole batch: say the value itself.
@@ -79,10 +78,11 @@ def _single_row_value(frame: pd.DataFrame, column: str) -> str:
 
 def _result_of(
     check: Check,
-    frame: pd.DataFrame,
+    frames: BatchFrames,
     outcome: ExpectationValidationResult | None,
     base: dict[str, Any],
 ) -> ValidationResult:
+    frame = frames.frames[check.frame]
     if outcome is None:
         raise RuntimeError(f"Great Expectations returned no result for {check.name}")
     info = outcome.exception_info or {}
@@ -95,7 +95,18 @@ def _result_of(
             unexpected_sample="[]",
         )
     result = outcome.result or {}
-    observed = _observed(check.frame, check, result)
+    unexpected = int(result.get("unexpected_count") or 0)
+    flagged = frames.flagged_counts.get(check.name)
+    if flagged is not None and flagged != unexpected:
+        # The frame held only the flagged rows: a disagreement means rows were missed.
+        raise RuntimeError(
+            f"Check {check.name}: its unexpected_rows_sql in circulate/validate/suites.py "
+            f"flags {flagged:,} row(s) of batch {base['batch_id']} but the expectation "
+            f"finds {unexpected:,} among the flagged rows; make the SQL condition match "
+            "the expectation exactly"
+        )
+    element = frames.row_counts.get(check.frame, len(frame))
+    observed = _observed(check.frame, element, result)
     if check.frame == "files":
         column = (
             str(outcome.expectation_config.kwargs.get("column"))
@@ -110,7 +121,7 @@ def _result_of(
         **base,
         status="passed" if outcome.success else "failed",
         observed_value=observed,
-        unexpected_count=int(result.get("unexpected_count") or 0),
+        unexpected_count=unexpected,
         unexpected_sample="[]" if outcome.success else _sample(frame, check.sample_columns, index),
     )
 
@@ -126,7 +137,9 @@ def run_checks(
     """Run ``checks`` on ``frames`` with Great Expectations, one suite per frame.
 
     A check whose condition is not met (no accounts file, not enough history) is
-    recorded as ``skipped`` with the reason, never silently dropped.
+    recorded as ``skipped`` with the reason, never silently dropped. When ``frames``
+    holds only the flagged transactions, each such check's count must equal DuckDB's
+    (``frames.flagged_counts``) and its row total is the batch's (``frames.row_counts``).
     """
     now = now or datetime.now(UTC)
     context = _context()
@@ -174,9 +187,7 @@ def run_checks(
                 )
             )
             continue
-        results.append(
-            _result_of(check, frames.frames[check.frame], outcomes.get(check.name), base)
-        )
+        results.append(_result_of(check, frames, outcomes.get(check.name), base))
     return results
 
 
@@ -207,10 +218,11 @@ def validate_batch(
     """
     logging.getLogger("great_expectations").setLevel(logging.WARNING)
     now = datetime.now(UTC)
-    frames = load_frames(con, batch_id, timezone=timezone, history_days=thresholds.history_days)
-    results = run_checks(
-        frames, batch_checks(thresholds), run_id=run_id, batch_id=batch_id, now=now
+    checks = batch_checks(thresholds)
+    frames = load_frames(
+        con, batch_id, timezone=timezone, history_days=thresholds.history_days, checks=checks
     )
+    results = run_checks(frames, checks, run_id=run_id, batch_id=batch_id, now=now)
     if sql_dir is not None:
         results += run_sql_assertions(
             con, sql_dir, {"timezone": timezone}, run_id=run_id, batch_id=batch_id, now=now

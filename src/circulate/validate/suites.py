@@ -9,10 +9,19 @@ from :class:`circulate.settings.ValidationThresholds`, none is written here.
 Frames and what they hold (one suite each):
 
 ``schema``        one row per contract column of ``raw.transactions``: expected and actual type
-``transactions``  the rows this batch loaded, with their export day and account attributes
+``transactions``  the rows this batch loaded that some check flags, with their export day
+                  and account attributes (every row would pass the others: see below)
 ``files``         one row with this batch's input accounting from ``audit.files``
 ``days``          one row per export day of this batch with its trailing-history band
 ``export_days``   one row per day from the first export day to this batch's last one
+
+A batch can hold millions of rows, and Great Expectations on pandas pays per row and per
+expectation. So every ``transactions`` check also states, as SQL, which rows its
+expectation finds unexpected (:attr:`Check.unexpected_rows_sql`). DuckDB evaluates those
+conditions on the whole batch in one pass and hands Great Expectations only the rows at
+least one of them flags, in batch order; the expectation then sees every row it would
+count as unexpected, in the same order, so its count, examples and sample are those of the
+whole batch. The run compares each count with DuckDB's and stops on any disagreement.
 """
 
 from __future__ import annotations
@@ -83,6 +92,10 @@ class Check:
     needs
         A condition under which the check runs at all; when not met the result is
         ``skipped`` with the reason (for example no accounts file loaded yet).
+    unexpected_rows_sql
+        For a ``transactions`` check: a DuckDB condition on the batch's columns, true
+        exactly for the rows the expectation counts as unexpected (nulls it ignores must
+        not match). Required there, unused elsewhere.
     """
 
     name: str
@@ -93,6 +106,7 @@ class Check:
     fix: str
     sample_columns: tuple[str, ...] = ()
     needs: str | None = None
+    unexpected_rows_sql: str | None = None
 
 
 def _not_null(column: str) -> Check:
@@ -104,7 +118,17 @@ def _not_null(column: str) -> Check:
         description=f"every loaded row has a {column}",
         fix="ingestion should have quarantined such rows: check the ingest code and re-run",
         sample_columns=TRANSACTION_SAMPLE,
+        unexpected_rows_sql=f"{column} is null",
     )
+
+
+def _sql_number(value: float) -> str:
+    """A threshold as a DuckDB double literal, exactly the float GE compares with.
+
+    >>> _sql_number(100000), _sql_number(0.1)
+    ('100000.0::double', '0.1::double')
+    """
+    return f"{float(value)!r}::double"
 
 
 def batch_checks(thresholds: ValidationThresholds) -> list[Check]:
@@ -127,6 +151,8 @@ def batch_checks(thresholds: ValidationThresholds) -> list[Check]:
     True
     >>> sorted({c.severity for c in checks})
     ['critical', 'warning']
+    >>> all(c.unexpected_rows_sql for c in checks if c.frame == "transactions")
+    True
     """
     t = thresholds
     band_low, band_high = 1 / t.band_factor, t.band_factor
@@ -156,6 +182,7 @@ def batch_checks(thresholds: ValidationThresholds) -> list[Check]:
             description="every amount is greater than zero",
             fix="ingestion should have quarantined non-positive amounts: check the ingest code",
             sample_columns=TRANSACTION_SAMPLE,
+            unexpected_rows_sql="amount <= 0",
         ),
         Check(
             name="amount_below_ceiling",
@@ -166,6 +193,7 @@ def batch_checks(thresholds: ValidationThresholds) -> list[Check]:
             fix="confirm these payments with the scheme, or raise "
             "CIRCULATE_VALIDATION_AMOUNT_CEILING if such payments are normal",
             sample_columns=TRANSACTION_SAMPLE,
+            unexpected_rows_sql=f"amount > {_sql_number(t.amount_ceiling)}",
         ),
         Check(
             name="kind_allowed",
@@ -175,6 +203,7 @@ def batch_checks(thresholds: ValidationThresholds) -> list[Check]:
             description=f"kind is one of {', '.join(KINDS)}",
             fix="ingestion should have quarantined unknown kinds: check the ingest code",
             sample_columns=(*TRANSACTION_SAMPLE, "kind"),
+            unexpected_rows_sql="kind not in (" + ", ".join(f"'{k}'" for k in KINDS) + ")",
         ),
         Check(
             name="txn_id_unique",
@@ -184,6 +213,7 @@ def batch_checks(thresholds: ValidationThresholds) -> list[Check]:
             description="no txn_id is loaded twice in the batch",
             fix="ingestion should have kept one copy: check the ingest code and re-run",
             sample_columns=TRANSACTION_SAMPLE,
+            unexpected_rows_sql="txn_id_repeated",
         ),
         Check(
             name="occurred_within_export_day",
@@ -196,6 +226,8 @@ def batch_checks(thresholds: ValidationThresholds) -> list[Check]:
             f"{t.day_tolerance_hours:g} h",
             fix="check the export's timezone setting (CIRCULATE_TIMEZONE) and the file's name",
             sample_columns=(*TRANSACTION_SAMPLE, "export_day", "hours_outside_export_day"),
+            unexpected_rows_sql="hours_outside_export_day < 0 "
+            f"or hours_outside_export_day > {_sql_number(t.day_tolerance_hours)}",
         ),
         Check(
             name="source_account_known",
@@ -206,6 +238,7 @@ def batch_checks(thresholds: ValidationThresholds) -> list[Check]:
             fix="send an up-to-date accounts.csv; until then these accounts count as unknown",
             sample_columns=TRANSACTION_SAMPLE,
             needs="accounts",
+            unexpected_rows_sql="source_account_type is null",
         ),
         Check(
             name="target_account_known",
@@ -216,6 +249,7 @@ def batch_checks(thresholds: ValidationThresholds) -> list[Check]:
             fix="send an up-to-date accounts.csv; until then these accounts count as unknown",
             sample_columns=TRANSACTION_SAMPLE,
             needs="accounts",
+            unexpected_rows_sql="target_account_type is null",
         ),
         Check(
             name="issuance_from_issuer",
@@ -228,6 +262,7 @@ def batch_checks(thresholds: ValidationThresholds) -> list[Check]:
             fix="a member cannot create money: correct the export or the account's type",
             sample_columns=(*TRANSACTION_SAMPLE, "source_account_type"),
             needs="issuers",
+            unexpected_rows_sql="not issuance_from_issuer",
         ),
         Check(
             name="outflow_to_issuer",
@@ -239,6 +274,7 @@ def batch_checks(thresholds: ValidationThresholds) -> list[Check]:
             "the account's type in accounts.csv",
             sample_columns=(*TRANSACTION_SAMPLE, "kind", "target_account_type"),
             needs="issuers",
+            unexpected_rows_sql="not outflow_to_issuer",
         ),
         Check(
             name="payer_never_overdrawn",
@@ -250,6 +286,7 @@ def batch_checks(thresholds: ValidationThresholds) -> list[Check]:
             fix="a payment with no money behind it: an earlier export is missing or wrong; "
             "ask the scheme for the missing rows and re-run",
             sample_columns=(*TRANSACTION_SAMPLE, "payer_balance_after"),
+            unexpected_rows_sql="payer_balance_after < 0",
         ),
         Check(
             name="files_readable",
