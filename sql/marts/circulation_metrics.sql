@@ -127,43 +127,55 @@ account_days as (
 ),
 
 account_running as (
+    -- One window for all three (the running minimum of the day is the first day).
     select
         account_id,
         day,
         sum(delta) over history as balance,
         max(paid_day) over history as last_paid_day,
-        min(day) over (partition by account_id) as first_day
+        min(day) over history as first_day,
+        lead(day) over history as next_day
     from account_days
     window history as (partition by account_id order by day rows unbounded preceding)
 ),
 
-account_grid as (
-    select daily.day, accounts.account_id
-    from daily
-    inner join (
-        select account_id, min(day) as first_day from account_days group by all
-    ) as accounts on accounts.first_day <= daily.day
+-- An account's balance holds from one of its days to its next (or past the last day);
+-- inside that span it is dormant from 90 days after its last payment (or its first day).
+-- Supply and dormant supply per day are running sums of the spans' steps, which equals
+-- summing every account's balance on every day without building that grid.
+account_spans as (
+    select
+        day as span_start,
+        coalesce(next_day, (select max(day) from daily) + 1) as span_end,
+        greatest(day, coalesce(last_paid_day, first_day) + 90) as dormant_start,
+        balance
+    from account_running
 ),
 
-account_state as (
-    select
-        account_grid.day,
-        account_running.balance,
-        account_grid.day - coalesce(account_running.last_paid_day, account_running.first_day)
-            >= 90 as dormant
-    from account_grid
-    asof inner join account_running
-        on account_running.account_id = account_grid.account_id
-        and account_running.day <= account_grid.day
+dormancy_steps as (
+    select span_start as day, balance as supply, null as dormant from account_spans
+    union all
+    select span_end, -balance, null from account_spans
+    union all
+    select dormant_start, null, balance from account_spans where dormant_start < span_end
+    union all
+    select span_end, null, -balance from account_spans where dormant_start < span_end
+),
+
+dormancy_changes as (
+    select day, sum(supply) as supply, sum(dormant) as dormant
+    from dormancy_steps
+    group by all
 ),
 
 dormancy as (
     select
-        day,
-        sum(balance) filter (where dormant) as dormant_supply,
-        sum(balance) as supply
-    from account_state
-    group by all
+        daily.day,
+        sum(dormancy_changes.dormant) over running as dormant_supply,
+        sum(dormancy_changes.supply) over running as supply
+    from daily
+    left join dormancy_changes on dormancy_changes.day = daily.day
+    window running as (order by daily.day rows unbounded preceding)
 ),
 
 trades as (
@@ -172,15 +184,24 @@ trades as (
     select local_day as day, target_id as account_id from transactions where kind = 'transfer'
 ),
 
+-- Counted per day first: the periods join then multiplies account-days, not transfers.
+daily_trades as (
+    select day, account_id, count(*) as trades from trades group by all
+),
+
 period_trades as (
-    select periods.period_kind, periods.period_start, trades.account_id, count(*) as trades
+    select
+        periods.period_kind,
+        periods.period_start,
+        daily_trades.account_id,
+        sum(daily_trades.trades) as trades
     from periods
-    inner join trades on trades.day = periods.day
+    inner join daily_trades on daily_trades.day = periods.day
     group by all
 ),
 
 first_trades as (
-    select account_id, min(day) as first_day from trades group by all
+    select account_id, min(day) as first_day from daily_trades group by all
 ),
 
 activity as (

@@ -25,6 +25,11 @@ from circulate.warehouse.schema import LAYERS
 _REFERENCE = re.compile(r"\b(" + "|".join(LAYERS) + r")\.([a-z_][a-z0-9_]*)\b")
 _PARAMETER = re.compile(r"\$([a-z_][a-z0-9_]*)\b")
 SAMPLE_ROWS = 5
+#: DuckDB's memory ceiling while the models build. Its default is 80 % of the machine's
+#: RAM, which it fills with cached blocks and join and window state beside the Python
+#: models' arrays; capped, it evicts and spills to disk (``<warehouse>.tmp``) instead.
+BUILD_MEMORY_LIMIT = "2GiB"
+_MEMORY_SIZE = re.compile(r"^\d+(\.\d+)?\s*([KMGT]i?B|bytes)$")
 
 
 def default_sql_dir() -> Path:
@@ -164,8 +169,20 @@ def run_models(
     *,
     python_models: Sequence[PythonModel] = (),
     progress: Callable[[str], None] | None = None,
+    memory_limit: str | None = BUILD_MEMORY_LIMIT,
 ) -> list[str]:
-    """Build every model as a table and return the table names in build order."""
+    """Build every model as a table and return the table names in build order.
+
+    ``memory_limit`` (DuckDB's syntax, such as ``"2GiB"``) caps DuckDB's memory on
+    ``con`` from here on; ``None`` leaves the connection's setting alone.
+    """
+    if memory_limit is not None:
+        if not _MEMORY_SIZE.match(memory_limit):
+            raise ConfigurationError(
+                f"memory_limit={memory_limit!r} is not a size DuckDB reads: use e.g. '2GiB'."
+            )
+        # SET takes no parameters; the value was checked against _MEMORY_SIZE above.
+        con.execute(f"set memory_limit = '{memory_limit}'")
     built = []
     for model in discover_models(sql_dir, python_models):
         if progress:
