@@ -27,10 +27,8 @@ from circulate.metrics.network import (
     to_igraph,
 )
 from circulate.settings import Settings
-from circulate.warehouse.connection import connect
 from circulate.warehouse.runner import run_models
-from tests.conftest import write_csv, write_export
-from tests.unit.test_circulation_metrics import build, row
+from tests.unit.test_circulation_metrics import built_warehouse, row
 
 # ANN and BEN get money on 1 January; BEN pays ANN on 2 January; nobody else pays until
 # ANN pays CAFE on 15 April. ANN is dormant from 1 April (90 days after joining), BEN from
@@ -47,16 +45,7 @@ DORMANCY_EXPORTS = {
 
 @pytest.fixture
 def dormancy_warehouse(settings: Settings) -> Iterator[duckdb.DuckDBPyConnection]:
-    write_csv(
-        settings.inbox / "accounts.csv",
-        ("account_id", "account_type", "sector", "area", "joined_at"),
-        [("ISSUER", "issuer", "", "", "2024-12-01")],
-    )
-    for name, rows in DORMANCY_EXPORTS.items():
-        write_export(settings, name, rows)
-    con = connect(build(settings), read_only=True)
-    yield con
-    con.close()
+    yield from built_warehouse(settings, DORMANCY_EXPORTS)
 
 
 def test_dormancy_by_hand(dormancy_warehouse: duckdb.DuckDBPyConnection) -> None:

@@ -28,7 +28,7 @@ accounts active on d2 ({ANN, CAFE, SHOP}) not active on d3 ({BEN, SHOP}) = 2.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import date
 from decimal import Decimal
 from pathlib import Path
@@ -103,18 +103,25 @@ def build(settings: Settings) -> Path:
     return ctx.build
 
 
-@pytest.fixture
-def hand_warehouse(settings: Settings) -> Iterator[duckdb.DuckDBPyConnection]:
+def built_warehouse(
+    settings: Settings, exports: Mapping[str, Iterable[Sequence[object]]]
+) -> Iterator[duckdb.DuckDBPyConnection]:
+    """Build ``exports`` (file name → rows) with one issuer account; yield the warehouse."""
     write_csv(
         settings.inbox / "accounts.csv",
         ("account_id", "account_type", "sector", "area", "joined_at"),
         [("ISSUER", "issuer", "", "", "2024-12-01")],
     )
-    for name, rows in HAND_EXPORTS.items():
+    for name, rows in exports.items():
         write_export(settings, name, rows)
     con = connect(build(settings), read_only=True)
     yield con
     con.close()
+
+
+@pytest.fixture
+def hand_warehouse(settings: Settings) -> Iterator[duckdb.DuckDBPyConnection]:
+    yield from built_warehouse(settings, HAND_EXPORTS)
 
 
 def row(con: duckdb.DuckDBPyConnection, kind: str, start: date) -> dict[str, object]:
