@@ -2,14 +2,16 @@
 
 Dormancy without the account × day grid, the bootstrap summing drawn integers, one split
 of the network edges into periods, the cycle search restricted to strongly connected
-components and DuckDB's memory cap during the build.
+components, month network rows reused from the previous snapshot and DuckDB's memory cap
+during the build.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import numpy as np
@@ -18,6 +20,7 @@ import polars as pl
 import pytest
 
 from circulate.errors import ConfigurationError
+from circulate.metrics import network
 from circulate.metrics.circulation import BOOTSTRAP_SEED, bootstrap_ratio_interval
 from circulate.metrics.network import (
     EdgeList,
@@ -28,7 +31,10 @@ from circulate.metrics.network import (
 )
 from circulate.settings import Settings
 from circulate.warehouse.runner import run_models
+from tests.conftest import run_stages, write_csv, write_export
 from tests.unit.test_circulation_metrics import built_warehouse, row
+
+ACCOUNT_HEADER = ("account_id", "account_type", "sector", "area", "joined_at")
 
 # ANN and BEN get money on 1 January; BEN pays ANN on 2 January; nobody else pays until
 # ANN pays CAFE on 15 April. ANN is dormant from 1 April (90 days after joining), BEN from
@@ -91,13 +97,14 @@ def test_bootstrap_of_whole_numbers_is_bit_identical_to_weighted_sums() -> None:
 
 
 def test_periods_split_from_unsorted_edges_match_a_filter() -> None:
+    jan, feb = date(2025, 1, 1), date(2025, 2, 1)
     edges = pl.DataFrame(
         {
-            "period_start": [date(2025, 2, 1), None, date(2025, 1, 1), None, date(2025, 1, 1)],
-            "source": [1, 0, 2, 2, 0],
-            "target": [2, 1, 0, 0, 1],
-            "cents": [5, 7, 3, 3, 7],
-            "transfers": [1, 1, 1, 1, 1],
+            "period_start": [feb, jan, feb, jan],
+            "source": [1, 2, 2, 0],
+            "target": [2, 0, 0, 1],
+            "cents": [5, 3, 4, 7],
+            "transfers": [1, 1, 2, 1],
         },
         schema_overrides={"period_start": pl.Date},
     )
@@ -105,16 +112,21 @@ def test_periods_split_from_unsorted_edges_match_a_filter() -> None:
         {"idx": [0, 1, 2], "account_id": ["a", "b", "c"], "is_business": [True, False, True]}
     )
     ledger = Ledger(edges, nodes)
-    for period in (date(2025, 1, 1), date(2025, 2, 1), None, date(2025, 3, 1)):
-        wanted = edges.filter(
-            pl.col("period_start").is_null() if period is None else pl.col("period_start") == period
-        )
+    # The whole history is summed from the months: the same as a group-by of all rows.
+    whole = (
+        edges.group_by("source", "target")
+        .agg(pl.col("cents").sum(), pl.col("transfers").sum())
+        .sort("source", "target")
+    )
+    for period in (jan, feb, None, date(2025, 3, 1)):
+        wanted = whole if period is None else edges.filter(pl.col("period_start") == period)
         graph, old = ledger.graph(period, "member")
         assert old.tolist() == sorted(set(wanted["source"]) | set(wanted["target"]))
         assert old[graph.source].tolist() == wanted["source"].to_list()
         assert old[graph.target].tolist() == wanted["target"].to_list()
         assert graph.cents.tolist() == wanted["cents"].to_list()
-    business, old = ledger.graph(date(2025, 1, 1), "business")
+        assert graph.count.tolist() == wanted["transfers"].to_list()
+    business, old = ledger.graph(jan, "business")
     assert (old.tolist(), old[business.source].tolist()) == ([0, 2], [2])
 
 
@@ -145,3 +157,95 @@ def test_build_caps_duckdb_memory(tmp_path: Path) -> None:
     assert con.execute("select current_setting('memory_limit')").fetchone() == ("1.0 GiB",)
     with pytest.raises(ConfigurationError, match="not a size DuckDB reads"):
         run_models(con, tmp_path, {}, memory_limit="1 GB'; drop table x; --")
+
+
+# Three months of trade between two people and two businesses. The second night adds a
+# March day on which a newcomer, AAA, whose id sorts before everyone's, pays CAFE.
+MONTHS_EXPORTS = {
+    "2025-01-03.csv": [
+        ("M1", "2025-01-03T09:00:00Z", "ISSUER", "ANN", "100.00", "issuance", "app"),
+        ("M2", "2025-01-03T10:00:00Z", "ISSUER", "BEN", "100.00", "issuance", "app"),
+        ("M3", "2025-01-03T11:00:00Z", "ANN", "CAFE", "20.00", "transfer", "app"),
+        ("M4", "2025-01-03T12:00:00Z", "CAFE", "DELI", "10.00", "transfer", "app"),
+        ("M5", "2025-01-03T13:00:00Z", "DELI", "CAFE", "5.00", "transfer", "app"),
+    ],
+    "2025-02-04.csv": [
+        ("M6", "2025-02-04T09:00:00Z", "BEN", "DELI", "30.00", "transfer", "app"),
+        ("M7", "2025-02-04T10:00:00Z", "DELI", "BEN", "4.00", "transfer", "app"),
+        ("M8", "2025-02-04T11:00:00Z", "CAFE", "DELI", "6.00", "transfer", "app"),
+    ],
+    "2025-03-05.csv": [
+        ("M9", "2025-03-05T09:00:00Z", "ANN", "BEN", "7.00", "transfer", "app"),
+        ("M10", "2025-03-05T10:00:00Z", "DELI", "CAFE", "8.00", "transfer", "app"),
+    ],
+}
+NEXT_DAY = {
+    "2025-03-20.csv": [
+        ("M11", "2025-03-20T09:00:00Z", "ISSUER", "AAA", "50.00", "issuance", "app"),
+        ("M12", "2025-03-20T10:00:00Z", "AAA", "CAFE", "12.00", "transfer", "app"),
+        ("M13", "2025-03-20T11:00:00Z", "CAFE", "AAA", "2.00", "transfer", "app"),
+    ]
+}
+MONTHS_ACCOUNTS = [
+    ("ISSUER", "issuer", "", "", "2024-12-01"),
+    ("AAA", "individual", "", "", "2025-03-01"),
+    ("ANN", "individual", "", "", "2024-12-01"),
+    ("BEN", "individual", "", "", "2024-12-01"),
+    ("CAFE", "business", "food & drink", "", "2024-12-01"),
+    ("DELI", "business", "food & drink", "", "2024-12-01"),
+]
+
+
+def _network_summary(settings: Settings) -> list[tuple[object, ...]]:
+    with duckdb.connect(str(settings.warehouse), read_only=True) as con:
+        return con.execute(
+            "from marts.network_summary order by scope, period_kind, period_start"
+        ).fetchall()
+
+
+def test_a_night_reanalyses_only_the_months_it_changed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def settings_in(folder: Path) -> Settings:
+        (folder / "inbox" / "exports").mkdir(parents=True)
+        write_csv(folder / "inbox" / "accounts.csv", ACCOUNT_HEADER, MONTHS_ACCOUNTS)
+        return Settings(
+            inbox=folder / "inbox",
+            warehouse=folder / "warehouse" / "circulate.duckdb",
+            reports=folder / "reports",
+            private_dir=folder / "private",
+            key_file=folder / "key",
+        )
+
+    analysed: list[int] = []  # edges of each graph analysed for network_summary
+    summary_row = network._summary_row
+
+    def counting(ledger: Ledger, edges: EdgeList, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        analysed.append(edges.m)
+        return summary_row(ledger, edges, *args, **kwargs)
+
+    monkeypatch.setattr(network, "_summary_row", counting)
+
+    # An export every day (a missing day blocks the batch), most of them empty.
+    first_night = {f"{date(2025, 1, 1) + timedelta(days=d)}.csv": [] for d in range(78)}
+    first_night.update(MONTHS_EXPORTS)
+    nightly, scratch = settings_in(tmp_path / "nightly"), settings_in(tmp_path / "scratch")
+    for name, rows in first_night.items():
+        write_export(nightly, name, rows)
+    run_stages(nightly)
+    assert len(analysed) == 2 * 4  # member and business: three months and the whole history
+    for name, rows in NEXT_DAY.items():
+        write_export(nightly, name, rows)
+    analysed.clear()
+    run_stages(nightly)
+    # The two whole histories and March of the member scope. January and February are
+    # reused, and March of the business scope too: AAA is no business.
+    assert analysed == [8, 2, 4]
+
+    for name, rows in {**first_night, **NEXT_DAY}.items():
+        write_export(scratch, name, rows)
+    run_stages(scratch)
+    assert _network_summary(nightly) == _network_summary(scratch)
+    # March's member graph: ANN→BEN, DELI→CAFE, AAA⇄CAFE.
+    march = [r for r in _network_summary(nightly) if r[:3] == ("member", "month", date(2025, 3, 1))]
+    assert march[0][3:5] == (5, 4)

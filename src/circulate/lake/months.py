@@ -206,14 +206,9 @@ def _build_month_marts(
             target.parent.mkdir(exist_ok=True)
             target.write_text(model.sql, encoding="utf-8")
         run_models(con, Path(folder), parameters)
-    # The network model's month rows; its whole-history row is left out by giving it the
-    # month's edges only (the month graph is exactly the warehouse's month graph: same
-    # accounts, numbered in the same order).
-    ledger = network.load_ledger(con)
-    months_only = network.Ledger(
-        ledger.edges.filter(pl.col("period_start").is_not_null()), ledger.nodes
-    )
-    network.write_network_summary(con, months_only)
+    # The network model's month rows (the month graph is exactly the warehouse's month
+    # graph: same accounts, numbered in the same order); the whole-history rows need history.
+    network.write_network_summary(con, network.load_ledger(con), months_only=True)
 
 
 def compute_month(

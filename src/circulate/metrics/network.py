@@ -13,7 +13,7 @@ Definitions (DESIGN.md §4 "network"; every function below states its own):
 - reciprocity (binary) = share of edges i→j whose reverse j→i exists;
   weighted reciprocity = Σ min(w_ij, w_ji) / Σ w_ij over all edges.
 - PageRank: weighted by amount, damping 0.85, dangling nodes jump uniformly (igraph,
-  ARPACK solver; the same convention as networkx).
+  ARPACK or, on dense graphs, PRPACK; the same convention as networkx).
 - giant SCC: the largest strongly connected component (ties: the larger internal volume,
   then the lowest node); its volume share = volume on edges with both ends inside it.
 - cycles: simple directed cycles of length 2..5 (a 2-cycle is a reciprocal pair), counted
@@ -34,16 +34,25 @@ Definitions (DESIGN.md §4 "network"; every function below states its own):
   ranked by weighted PageRank — the trade that disappears outright if they leave.
 - re-spent share (nodes): member-network out-strength / in-strength, capped at 1; null when
   the account received nothing. Transfers only: redemptions and fees count as not re-spent.
+
+A month's summary depends only on that month's graph. The build stores a fingerprint of
+each month's graph (its edges, the accounts' ids and business flags, this module's source
+and igraph's version) in ``intermediate.network_graph_fingerprints``; a later build whose
+month graph has the same fingerprint takes that month's row from the previous snapshot
+instead of analysing the graph again, so a night that adds one day analyses one month.
 """
 
 from __future__ import annotations
 
+import hashlib
 import random
+import tempfile
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date
-from functools import cached_property
+from functools import cache, cached_property
+from pathlib import Path
 from typing import Any, TypeVar, cast
 
 import duckdb
@@ -60,6 +69,7 @@ __all__ = [
     "Concentration",
     "CycleCount",
     "EdgeList",
+    "Projection",
     "bounded_cycles",
     "communities",
     "concentration",
@@ -67,7 +77,9 @@ __all__ = [
     "edges_on_short_cycles",
     "fragility",
     "giant_scc",
+    "graph_fingerprint",
     "pagerank",
+    "previous_month_rows",
     "reciprocity",
     "strengths",
     "strong_components",
@@ -91,8 +103,11 @@ MAX_STEPS = 100_000_000
 BITSET_MAX_WORK = 3e10  # word operations: about half a minute here
 BITSET_BLOCK_BYTES = 64 * 2**20
 TOP_HUBS = 5
+#: Mean edges per node from which PageRank uses PRPACK rather than ARPACK (see pagerank).
+PRPACK_MIN_DEGREE = 32
 SCOPES = ("member", "business")
 READS = frozenset({"intermediate.member_transfers", "staging.accounts"})
+FINGERPRINTS = "intermediate.network_graph_fingerprints"
 
 _F = TypeVar("_F", bound=Callable[..., Any])
 
@@ -155,6 +170,15 @@ class EdgeList:
         """Edge weights in currency units (float)."""
         return self.cents.astype(np.float64) / 100.0
 
+    @cached_property
+    def reverse_cents(self) -> IntArray:
+        """Cents of the reverse edge j→i of every edge i→j (0 where there is none).
+
+        >>> EdgeList.from_arrays(3, [0, 1, 1], [1, 0, 2], [5, 7, 9]).reverse_cents.tolist()
+        [7, 5, 0]
+        """
+        return _reverse_cents(self)
+
     def subgraph(self, keep: BoolArray) -> tuple[EdgeList, IntArray]:
         """Edges with both ends in ``keep``, renumbered; also the kept nodes' old ids.
 
@@ -180,11 +204,15 @@ def strengths(edges: EdgeList) -> tuple[IntArray, IntArray]:
     >>> [a.tolist() for a in strengths(e)]
     [[0, 100, 75], [150, 25, 0]]
     """
-    in_s = np.zeros(edges.n, np.int64)
-    out_s = np.zeros(edges.n, np.int64)
-    np.add.at(in_s, edges.target, edges.cents)
-    np.add.at(out_s, edges.source, edges.cents)
-    return in_s, out_s
+    return _sum_by(edges.target, edges.cents, edges.n), _sum_by(edges.source, edges.cents, edges.n)
+
+
+def _sum_by(group: IntArray, cents: IntArray, groups: int) -> IntArray:
+    # Whole cents summed in float64 stay exact below 2**53 cents (90 trillion in currency
+    # units), and bincount is many times faster than np.add.at on integers.
+    if cents.size and int(cents.sum()) >= 2**53:
+        raise ValueError("amounts too large to sum exactly in float64")
+    return np.rint(np.bincount(group, weights=cents, minlength=groups)).astype(np.int64)
 
 
 def degrees(edges: EdgeList) -> tuple[IntArray, IntArray]:
@@ -199,6 +227,21 @@ def degrees(edges: EdgeList) -> tuple[IntArray, IntArray]:
     return in_d, out_d
 
 
+def _igraph(n: int, source: IntArray, target: IntArray, *, directed: bool) -> ig.Graph:
+    # igraph takes edges from Python as one (u, v) tuple each (about 120 bytes per edge
+    # alive at once, 0.9 GB for the 7.6 M edges of a 10 M-transaction history) or from
+    # its C reader of edge-list files, which is as fast and holds no Python objects.
+    with tempfile.TemporaryDirectory(prefix="circulate-graph-") as folder:
+        path = Path(folder) / "edges.txt"
+        pl.DataFrame({"source": source, "target": target}).write_csv(
+            path, include_header=False, separator=" "
+        )
+        graph = ig.Graph.Read_Edgelist(str(path), directed=directed)
+    if graph.vcount() < n:  # the reader numbers nodes up to the highest id it saw
+        graph.add_vertices(n - graph.vcount())
+    return graph
+
+
 def to_igraph(edges: EdgeList) -> ig.Graph:
     """A directed igraph ``Graph`` with edge attribute ``weight`` (currency units).
 
@@ -206,14 +249,54 @@ def to_igraph(edges: EdgeList) -> ig.Graph:
     >>> g.is_directed(), g.vcount(), g.es["weight"]
     (True, 2, [2.5])
     """
-    pairs = np.column_stack([edges.source, edges.target])
-    graph = ig.Graph(n=edges.n, edges=pairs, directed=True)
+    graph = _igraph(edges.n, edges.source, edges.target, directed=True)
     graph.es["weight"] = edges.weight.tolist()
     return graph
 
 
-def pagerank(graph: ig.Graph, damping: float = DAMPING) -> FloatArray:
+@dataclass(frozen=True)
+class Projection:
+    """The undirected simple projection of an edge list: one edge per linked pair.
+
+    ``weight`` is the pair's summed amount both ways (currency units); edges come in
+    (lower node, higher node) order.
+    """
+
+    graph: ig.Graph
+    weight: FloatArray
+
+    @classmethod
+    def of(cls, edges: EdgeList) -> Projection:
+        """Project ``edges``: i→j and j→i become one edge weighted w_ij + w_ji.
+
+        >>> p = Projection.of(EdgeList.from_arrays(3, [0, 1, 2], [1, 0, 1], [100, 250, 5]))
+        >>> p.graph.get_edgelist(), p.weight.tolist()
+        ([(0, 1), (1, 2)], [3.5, 0.05])
+        """
+        n = max(edges.n, 1)
+        low = np.minimum(edges.source, edges.target)
+        high = np.maximum(edges.source, edges.target)
+        pairs, inverse = np.unique(low * n + high, return_inverse=True)
+        cents = _sum_by(inverse, edges.cents, len(pairs))
+        graph = _igraph(edges.n, pairs // n, pairs % n, directed=False)
+        return cls(graph, cents / 100.0)
+
+    @classmethod
+    def of_graph(cls, graph: ig.Graph | Projection) -> Projection:
+        """The projection of a directed ``graph`` weighted by its ``weight`` attribute."""
+        if isinstance(graph, Projection):
+            return graph
+        collapsed = graph.as_undirected(mode="collapse", combine_edges={"weight": "sum"})
+        weight = collapsed.es["weight"] if collapsed.ecount() else []
+        return cls(collapsed, np.asarray(weight, dtype=np.float64))
+
+
+def pagerank(
+    graph: ig.Graph, damping: float = DAMPING, *, weights: FloatArray | None = None
+) -> FloatArray:
     """Weighted PageRank (sums to 1; dangling nodes jump uniformly).
+
+    Weights are ``weights`` (one per edge) or else the graph's ``weight`` attribute.
 
     Star: four leaves each pay the centre 1; the centre pays nobody. With d = 0.85 and
     n = 5, a leaf gets only teleport and dangling mass: x_leaf = (1-d)/5 + d·x_c/5 and
@@ -226,11 +309,25 @@ def pagerank(graph: ig.Graph, damping: float = DAMPING) -> FloatArray:
     """
     if graph.vcount() == 0:
         return np.zeros(0)
-    weights = "weight" if graph.ecount() else None
-    # ARPACK first: the same scores as PRPACK, but PRPACK took over a second on some
-    # sparse monthly graphs of a 1 M-transaction scheme where ARPACK takes milliseconds.
-    # ARPACK in turn can fail on small degenerate graphs (a LAPACK error); PRPACK then.
-    # ARPACK starts from a random vector: seeded, reruns give bit-identical scores.
+    if graph.ecount() == 0:
+        weights = None
+    elif weights is None:
+        weights = graph.es["weight"]
+    else:
+        weights = weights.tolist()
+    # Both solvers give the same scores, at different speeds: PRPACK took over a second
+    # on some sparse monthly graphs of a 1 M-transaction scheme where ARPACK takes
+    # milliseconds, while on the dense whole-history graph of a 10 M scheme (85 edges a
+    # node) PRPACK takes 1.4 s and ARPACK 5.9 s. ARPACK can also fail on small degenerate
+    # graphs (a LAPACK error); PRPACK then. ARPACK starts from a random vector: seeded,
+    # reruns give bit-identical scores.
+    if graph.ecount() >= PRPACK_MIN_DEGREE * graph.vcount():
+        return np.asarray(
+            graph.pagerank(
+                weights=weights, damping=damping, directed=True, implementation="prpack"
+            ),
+            dtype=np.float64,
+        )
     try:
         with _seeded_igraph(LEIDEN_SEED):
             scores = graph.pagerank(
@@ -254,20 +351,25 @@ def reciprocity(edges: EdgeList) -> tuple[float | None, float | None]:
     """
     if edges.m == 0:
         return None, None
-    reverse = _reverse_cents(edges)
+    reverse = edges.reverse_cents
     binary = float(np.count_nonzero(reverse) / edges.m)
     weighted = float(np.minimum(edges.cents, reverse).sum() / edges.cents.sum())
     return binary, weighted
 
 
 def _reverse_cents(edges: EdgeList) -> IntArray:
-    # Weight of j→i for every edge i→j (0 when absent), by binary search on sorted pair keys.
+    # Weight of j→i for every edge i→j (0 when absent), by binary search on sorted pair
+    # keys. The queries are searched in sorted order too: on a 7.6 M-edge graph random
+    # probes miss the cache on every step and took 6.7 s, sorted ones well under one.
     n = max(edges.n, 1)
     key = edges.source * n + edges.target
     order = np.argsort(key, kind="stable")
     sorted_key = key[order]
     wanted = edges.target * n + edges.source
-    pos = np.clip(np.searchsorted(sorted_key, wanted), 0, max(edges.m - 1, 0))
+    by_wanted = np.argsort(wanted, kind="stable")
+    pos = np.empty(edges.m, np.int64)
+    pos[by_wanted] = np.searchsorted(sorted_key, wanted[by_wanted])
+    pos = np.clip(pos, 0, max(edges.m - 1, 0))
     found = sorted_key[pos] == wanted
     return np.where(found, edges.cents[order][pos], 0).astype(np.int64)
 
@@ -306,7 +408,7 @@ def giant_scc(graph: ig.Graph, edges: EdgeList | None = None) -> BoolArray:
     return cast(BoolArray, membership == best)
 
 
-def coreness(graph: ig.Graph) -> IntArray:
+def coreness(graph: ig.Graph | Projection) -> IntArray:
     """k-core number of every node on the undirected simple projection.
 
     A 3-cycle with a pendant node: the triangle is the 2-core, the pendant has coreness 1.
@@ -315,8 +417,8 @@ def coreness(graph: ig.Graph) -> IntArray:
     >>> coreness(g).tolist()
     [2, 2, 2, 1]
     """
-    undirected = graph.as_undirected(mode="collapse")
-    return np.asarray(undirected.coreness(mode="all"), dtype=np.int64)
+    projection = graph.graph if isinstance(graph, Projection) else graph.as_undirected("collapse")
+    return np.asarray(projection.coreness(mode="all"), dtype=np.int64)
 
 
 @contextmanager
@@ -330,8 +432,12 @@ def _seeded_igraph(seed: int) -> Iterator[None]:
         ig.set_random_number_generator(random)
 
 
-def communities(graph: ig.Graph, seed: int = LEIDEN_SEED) -> tuple[IntArray, float | None]:
+def communities(
+    graph: ig.Graph | Projection, seed: int = LEIDEN_SEED
+) -> tuple[IntArray, float | None]:
     """Leiden communities (modularity objective) on the weighted undirected projection.
+
+    ``graph`` is a directed graph from :func:`to_igraph` or its :class:`Projection`.
 
     Returns the membership (0 = largest community; ties by lowest member) and the
     weighted modularity of that partition (``None`` without edges). Two disconnected
@@ -343,13 +449,14 @@ def communities(graph: ig.Graph, seed: int = LEIDEN_SEED) -> tuple[IntArray, flo
     >>> membership.tolist(), q
     ([0, 0, 1, 1], 0.5)
     """
-    n = graph.vcount()
-    if graph.ecount() == 0:
+    projection = Projection.of_graph(graph)
+    undirected, n = projection.graph, projection.graph.vcount()
+    if undirected.ecount() == 0:
         return np.arange(n, dtype=np.int64), None
-    undirected = graph.as_undirected(mode="collapse", combine_edges={"weight": "sum"})
+    weights = projection.weight.tolist()
     with _seeded_igraph(seed):
         clustering = undirected.community_leiden(
-            objective_function="modularity", weights="weight", n_iterations=LEIDEN_ITERATIONS
+            objective_function="modularity", weights=weights, n_iterations=LEIDEN_ITERATIONS
         )
     raw = np.asarray(clustering.membership, dtype=np.int64)
     sizes = np.bincount(raw)
@@ -358,7 +465,7 @@ def communities(graph: ig.Graph, seed: int = LEIDEN_SEED) -> tuple[IntArray, flo
     rank = np.empty(len(sizes), np.int64)
     rank[np.lexsort((first, -sizes))] = np.arange(len(sizes))
     membership = rank[raw]
-    modularity = float(undirected.modularity(membership.tolist(), weights="weight"))
+    modularity = float(undirected.modularity(membership.tolist(), weights=weights))
     return membership, modularity
 
 
@@ -680,33 +787,37 @@ class GraphFigures:
 
     Building an igraph graph and running Leiden and PageRank on it are the expensive
     steps; the whole-history graph feeds both ``network_nodes`` and ``network_summary``.
+    The igraph objects are not kept: on a large history they are the biggest in memory.
     """
 
-    graph: ig.Graph
     membership: IntArray
     modularity: float | None
     pagerank: FloatArray
     giant: BoolArray
     components: IntArray
+    coreness: IntArray
 
     @classmethod
     def of(cls, edges: EdgeList) -> GraphFigures:
-        """Leiden communities, PageRank and the giant SCC of ``edges``.
+        """Leiden communities, PageRank, k-cores and the giant SCC of ``edges``.
 
         >>> f = GraphFigures.of(EdgeList.from_arrays(3, [0, 1, 2], [1, 2, 0], [100] * 3))
         >>> f.giant.tolist(), f.pagerank.round(4).tolist(), f.membership.tolist()
         ([True, True, True], [0.3333, 0.3333, 0.3333], [0, 0, 0])
+        >>> f.coreness.tolist()
+        [2, 2, 2]
         """
-        graph = to_igraph(edges)
-        membership, modularity = communities(graph)
-        return cls(
-            graph,
-            membership,
-            modularity,
-            pagerank(graph),
-            giant_scc(graph, edges),
-            strong_components(graph),
-        )
+        # Weights go to igraph as arguments, not as edge attributes: an attribute keeps a
+        # Python float per edge alive for as long as the graph.
+        graph = _igraph(edges.n, edges.source, edges.target, directed=True)
+        ranks = pagerank(graph, weights=edges.weight)
+        giant, components = giant_scc(graph, edges), strong_components(graph)
+        # One undirected projection for Leiden and the k-cores, made after the directed
+        # graph is freed, so the two large graphs are never held at once.
+        del graph
+        projection = Projection.of(edges)
+        membership, modularity = communities(projection)
+        return cls(membership, modularity, ranks, giant, components, coreness(projection))
 
 
 SUMMARY_SCHEMA: dict[str, Any] = {
@@ -790,7 +901,7 @@ def summarise(
         "giant_scc_volume_share": float(edges.cents[inside].sum() / total) if m else None,
         **{f"cycles_{length}": count for length, count in cycles.by_length.items()},
         # A 2-cycle is a reciprocated pair: exact even when the enumeration was capped.
-        "cycles_2": int(np.count_nonzero(_reverse_cents(edges))) // 2,
+        "cycles_2": int(np.count_nonzero(edges.reverse_cents)) // 2,
         "cycle_volume_share": (float(edges.cents[on_cycle].sum() / total) if share_known else None),
         "cycles_capped": cycles.capped,
         "communities": int(membership.max()) + 1 if n else 0,
@@ -813,19 +924,20 @@ def summarise(
 class Ledger:
     """Transfer edges per period, ids mapped to ``0..n-1``, and node attributes."""
 
-    edges: pl.DataFrame  # period_start (null = whole history), source, target, cents, transfers
+    edges: pl.DataFrame  # period_start (a month), source, target, cents, transfers
     nodes: pl.DataFrame  # idx, account_id, account_type, sector, area, is_business
 
     @cached_property
     def _by_period(self) -> dict[date | None, EdgeList]:
-        # Every period's graph over all nodes, split from ``edges`` in one pass (a filter
-        # per period scanned every edge once per month). Rows keep their order inside a
-        # period: adjacency order steers Leiden and a capped cycle search.
+        # Every month's graph over all nodes, split from ``edges`` in one pass (a filter
+        # per month scanned every edge once per month), and the whole history (key None)
+        # summed from the months. Rows keep their order inside a month: adjacency order
+        # steers Leiden and a capped cycle search.
         n = self.nodes.height
-        starts = self.edges["period_start"]
-        # Days since the epoch, the whole history (null) last.
-        code = starts.cast(pl.Int64).fill_null(np.iinfo(np.int64).max).to_numpy()
-        columns = [self.edges[c].to_numpy() for c in ("source", "target", "cents", "transfers")]
+        edges = self.edges.filter(pl.col("period_start").is_not_null())
+        starts = edges["period_start"]
+        code = starts.cast(pl.Int64).to_numpy()  # days since the epoch
+        columns = [edges[c].to_numpy() for c in ("source", "target", "cents", "transfers")]
         if code.size and bool(np.any(code[1:] < code[:-1])):
             order = np.argsort(code, kind="stable")
             code = code[order]
@@ -837,6 +949,8 @@ class Ledger:
             if a < b:
                 source, target, cents, count = (np.asarray(c[a:b], np.int64) for c in columns)
                 periods[starts[a]] = EdgeList(n, source, target, cents, count)
+        if code.size:
+            periods[None] = _whole_history(n, *(np.asarray(c, np.int64) for c in columns))
         return periods
 
     def graph(self, period: date | None, scope: str) -> tuple[EdgeList, IntArray]:
@@ -857,6 +971,21 @@ class Ledger:
     def months(self) -> list[date]:
         months = self.edges["period_start"].drop_nulls().unique().sort()
         return cast(list[date], months.to_list())
+
+
+def _whole_history(
+    n: int, source: IntArray, target: IntArray, cents: IntArray, count: IntArray
+) -> EdgeList:
+    # One edge per (source, target) over all months, in (source, target) order: what a
+    # group-by of the transfers over the whole history gives, from the far fewer month rows.
+    pairs, inverse = np.unique(source * max(n, 1) + target, return_inverse=True)
+    return EdgeList(
+        n,
+        pairs // max(n, 1),
+        pairs % max(n, 1),
+        _sum_by(inverse, cents, len(pairs)),
+        _sum_by(inverse, count, len(pairs)),
+    )
 
 
 # Member accounts numbered 0..n-1 in account id order.
@@ -889,13 +1018,16 @@ select
     cast(sum(amount) * 100 as bigint) as cents,
     count(*) as transfers
 from transfers
-group by grouping sets ((date_trunc('month', local_day), source, target), (source, target))
-order by period_start nulls last, source, target
+group by all
+order by period_start, source, target
 """  # noqa: S608 (a constant of this module)
 
 
 def load_ledger(con: duckdb.DuckDBPyConnection) -> Ledger:
-    """Number the accounts ``0..n-1`` and aggregate transfer edges per month, in DuckDB."""
+    """Number the accounts ``0..n-1`` and aggregate transfer edges per month, in DuckDB.
+
+    The whole history's edges are summed from the months' in numpy (:class:`Ledger`).
+    """
     ids = con.sql(_IDS_SQL + "order by idx").pl()
     attributes = con.sql("select account_id, account_type, sector, area from staging.accounts").pl()
     nodes = (
@@ -949,7 +1081,7 @@ def _node_frame(scope: str, edges: EdgeList, old: IntArray, figures: GraphFigure
         "pagerank": figures.pagerank,
         "in_giant_scc": figures.giant,
         "community_id": figures.membership,
-        "coreness": coreness(figures.graph),
+        "coreness": figures.coreness,
     }
     return pl.DataFrame(frame, schema=NODE_SCHEMA)
 
@@ -999,28 +1131,99 @@ def _summary_row(
     return row
 
 
+@cache
+def _figures_version() -> bytes:
+    # Any change to this module or to igraph may change a figure: it changes every
+    # fingerprint, so no month computed by other code is reused.
+    return Path(__file__).read_bytes() + str(ig.__version__).encode()
+
+
+def graph_fingerprint(ledger: Ledger, edges: EdgeList, old: IntArray) -> str:
+    """Digest of everything a month's summary row is computed from.
+
+    ``edges`` is a graph of ``ledger`` (:meth:`Ledger.graph`) and ``old`` its nodes'
+    ledger ids. Nodes are numbered in account id order, so a new account elsewhere in the
+    history leaves the digest of a month it did not trade in unchanged.
+    """
+    digest = hashlib.blake2b(_figures_version(), digest_size=16)
+    for array in (edges.source, edges.target, edges.cents, edges.count):
+        digest.update(np.ascontiguousarray(array, dtype=np.int64).tobytes())
+    digest.update(np.ascontiguousarray(ledger.is_business[old]).tobytes())
+    digest.update("\0".join(ledger.nodes["account_id"].gather(old).to_list()).encode())
+    return digest.hexdigest()
+
+
+# The previous snapshot's month rows with the fingerprint of the graph they came from, in
+# the columns of ``SUMMARY_FRAME_SCHEMA``. ``network_summary`` and the fingerprints table
+# are the build's own constants.
+_PREVIOUS_MONTHS_SQL = f"""
+select summary.* exclude (volume), cast(summary.volume * 100 as bigint) as volume_cents,
+       cast(null as bigint) as top_hub, prints.fingerprint
+from marts.network_summary as summary
+inner join {FINGERPRINTS} as prints using (scope, period_start)
+where summary.period_kind = 'month'
+"""  # noqa: S608
+
+
+def previous_month_rows(
+    con: duckdb.DuckDBPyConnection,
+) -> dict[tuple[str, date], tuple[str, dict[str, Any]]]:
+    """Month rows of the snapshot being rebuilt, by (scope, month): (fingerprint, row).
+
+    Empty on a first build or a backfill (no earlier tables).
+    """
+    [(present,)] = con.execute(
+        "select count(*) from duckdb_tables() where (schema_name, table_name) in "
+        "(('marts', 'network_summary'), ('intermediate', 'network_graph_fingerprints'))"
+    ).fetchall()
+    if present < 2:
+        return {}
+    frame = con.sql(_PREVIOUS_MONTHS_SQL).pl()
+    known: dict[tuple[str, date], tuple[str, dict[str, Any]]] = {}
+    for row in frame.iter_rows(named=True):
+        fingerprint = row.pop("fingerprint")
+        key = (row.pop("scope"), row["period_start"])
+        del row["period_kind"], row["period_start"]
+        known[key] = (fingerprint, row)
+    return known
+
+
 def write_network_summary(
     con: duckdb.DuckDBPyConnection,
     ledger: Ledger,
     *,
     whole_history: Mapping[str, dict[str, Any]] | None = None,
-) -> None:
+    previous: Mapping[tuple[str, date], tuple[str, dict[str, Any]]] | None = None,
+    months_only: bool = False,
+) -> pl.DataFrame:
     """Create ``marts.network_summary``: one row per scope, month and the whole history.
 
     The months are those of ``ledger``'s edges; the month marts of the lake pass one month.
     ``whole_history`` holds rows already computed (by scope, from :func:`_summary_row`).
+    With ``previous`` (:func:`previous_month_rows`), a month whose graph has the
+    fingerprint stored with an earlier row takes that row; the month fingerprints are
+    returned (scope, period_start, fingerprint), empty without ``previous``.
+    ``months_only`` leaves the whole-history rows out.
     """
     months = ledger.months
     rows: list[dict[str, Any]] = []
+    prints: list[tuple[str, date, str]] = []
     periods: list[tuple[str, date | None, date]] = [("month", m, m) for m in months]
-    if months:
+    if months and not months_only:
         periods.append(("all", None, months[0]))
     for scope in SCOPES:
         for kind, period, start in periods:
             known = whole_history.get(scope) if whole_history and period is None else None
             if known is None:
                 edges, old = ledger.graph(period, scope)
-                known = _summary_row(ledger, edges, old)
+                if period is not None and previous is not None:
+                    fingerprint = graph_fingerprint(ledger, edges, old)
+                    prints.append((scope, start, fingerprint))
+                    stored = previous.get((scope, start))
+                    if stored is not None and stored[0] == fingerprint:
+                        known = stored[1]
+                if known is None:
+                    known = _summary_row(ledger, edges, old)
             rows.append({"scope": scope, "period_kind": kind, "period_start": start, **known})
     summary = pl.DataFrame(rows, schema=SUMMARY_FRAME_SCHEMA).drop("top_hub")
     columns = ", ".join(
@@ -1031,6 +1234,11 @@ def write_network_summary(
         summary.sort("scope", "period_kind", "period_start"),
         "marts.network_summary",
         columns,
+    )
+    return pl.DataFrame(
+        prints,
+        schema={"scope": pl.String, "period_start": pl.Date, "fingerprint": pl.String},
+        orient="row",
     )
 
 
@@ -1061,6 +1269,7 @@ def build_network_tables(con: duckdb.DuckDBPyConnection, parameters: Mapping[str
 
     The whole-history graph of each scope is built and analysed once for both tables.
     """
+    previous = previous_month_rows(con)
     ledger = load_ledger(con)
     frames: list[pl.DataFrame] = []
     whole_history: dict[str, dict[str, Any]] = {}
@@ -1073,7 +1282,8 @@ def build_network_tables(con: duckdb.DuckDBPyConnection, parameters: Mapping[str
         # The whole-history graph is the largest object here: free it before the next.
         del figures, edges, old
     _write_network_nodes(con, ledger, frames)
-    write_network_summary(con, ledger, whole_history=whole_history)
+    prints = write_network_summary(con, ledger, whole_history=whole_history, previous=previous)
+    write_frame(con, prints.sort("scope", "period_start"), FINGERPRINTS)
 
 
 MODELS = [
@@ -1083,6 +1293,13 @@ MODELS = [
         READS,
         build_network_tables,
         NODES_DESCRIPTION,
-        also_builds={"marts.network_summary": SUMMARY_DESCRIPTION},
+        also_builds={
+            "marts.network_summary": SUMMARY_DESCRIPTION,
+            FINGERPRINTS: (
+                "Digest of each (scope, month) trade graph summarised in "
+                "marts.network_summary; a build takes a month's row from the previous "
+                "snapshot when its graph's digest is unchanged."
+            ),
+        },
     ),
 ]
