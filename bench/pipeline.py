@@ -48,7 +48,7 @@ from circulate.settings import Settings
 inbox, warehouse = Path(sys.argv[1]), Path(sys.argv[2])
 settings = Settings(inbox=inbox, warehouse=warehouse, reports=warehouse.parent / "reports",
                     private_dir=warehouse.parent / "private", key_file=warehouse.parent / "key")
-timings, cpu, started = {}, {}, {}
+timings, cpu, started, models, model = {}, {}, {}, {}, {}
 def mark(stage):
     # CPU seconds (all threads) are less disturbed than wall time by other work.
     now, now_cpu = time.perf_counter(), time.process_time()
@@ -56,10 +56,20 @@ def mark(stage):
         timings[started["stage"]] = round(now - started["at"], 3)
         cpu[started["stage"]] = round(now_cpu - started["cpu"], 3)
     started.update(stage=stage, at=now, cpu=now_cpu)
-summary = pipeline.run_in_process(settings, on_stage=mark)
+    note("")
+def note(message):
+    # The build reports "building <table>" as each model starts: time each model.
+    now = time.perf_counter()
+    if model:
+        models[model["table"]] = round(now - model["at"], 3)
+        model.clear()
+    if message.startswith("building "):
+        model.update(table=message.removeprefix("building "), at=now)
+summary = pipeline.run_in_process(settings, on_stage=mark, progress=note)
 timings.pop("done", None)
 cpu.pop("done", None)
 timings["cpu_seconds"] = cpu
+timings["models"] = models
 timings["rows_loaded"] = summary.rows_loaded
 timings["peak_rss_mib"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
 print(json.dumps(timings))
@@ -250,7 +260,26 @@ def markdown(results: list[dict[str, Any]]) -> str:
             f"| {r['ratio_naive_vs_full']:.2f}× | {speedup} "
             f"| {r['ratio_incremental_vs_full']:.0%} | {r['peak_rss_mib']:,.0f} |"
         )
+    slowest = _model_table(results)
+    lines += ["", *slowest] if slowest else []
     return "\n".join(lines + (["", *notes] if notes else []))
+
+
+def _model_table(results: list[dict[str, Any]], top: int = 8) -> list[str]:
+    """The build's slowest models at the largest size, full rebuild and incremental night."""
+    largest = max(results, key=lambda r: int(r["transactions"]))
+    full = largest["full"].get("models", {})
+    incremental = largest["incremental"].get("models", {})
+    if not full:
+        return []
+    lines = [
+        f"| slowest models at {largest['transactions']:,} | full rebuild (s) "
+        "| incremental night (s) |",
+        "|---|---:|---:|",
+    ]
+    for table in sorted(full, key=lambda t: -full[t])[:top]:
+        lines.append(f"| {table} | {full[table]:.1f} | {incremental.get(table, 0.0):.1f} |")
+    return lines
 
 
 def main() -> int:

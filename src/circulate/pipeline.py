@@ -30,6 +30,7 @@ from circulate.warehouse.export import export_marts
 from circulate.warehouse.lock import run_lock
 from circulate.warehouse.runner import (
     apply_glossary,
+    cap_memory,
     default_sql_dir,
     run_assertions,
     run_models,
@@ -143,6 +144,7 @@ def begin_run(
 @contextmanager
 def _open_build(ctx: RunContext) -> Iterator[duckdb.DuckDBPyConnection]:
     con = connect(ctx.build)
+    cap_memory(con)
     try:
         yield con
     finally:

@@ -19,6 +19,7 @@ import numpy.typing as npt
 import polars as pl
 import pytest
 
+from circulate import pipeline
 from circulate.errors import ConfigurationError
 from circulate.metrics import network
 from circulate.metrics.circulation import BOOTSTRAP_SEED, bootstrap_ratio_interval
@@ -249,3 +250,14 @@ def test_a_night_reanalyses_only_the_months_it_changed(
     # March's member graph: ANN→BEN, DELI→CAFE, AAA⇄CAFE.
     march = [r for r in _network_summary(nightly) if r[:3] == ("member", "month", date(2025, 3, 1))]
     assert march[0][3:5] == (5, 4)
+
+
+def test_every_stage_of_a_run_caps_duckdb_memory(settings: Settings) -> None:
+    # Validation of a large first batch grew DuckDB's cache to 2 GiB beyond the build's.
+    ctx = pipeline.begin_run(settings)
+    try:
+        with pipeline._open_build(ctx) as con:
+            limit = con.execute("select current_setting('memory_limit')").fetchall()
+        assert limit == [("2.0 GiB",)]
+    finally:
+        pipeline.skip_publish(ctx)

@@ -25,9 +25,10 @@ from circulate.warehouse.schema import LAYERS
 _REFERENCE = re.compile(r"\b(" + "|".join(LAYERS) + r")\.([a-z_][a-z0-9_]*)\b")
 _PARAMETER = re.compile(r"\$([a-z_][a-z0-9_]*)\b")
 SAMPLE_ROWS = 5
-#: DuckDB's memory ceiling while the models build. Its default is 80 % of the machine's
-#: RAM, which it fills with cached blocks and join and window state beside the Python
-#: models' arrays; capped, it evicts and spills to disk (``<warehouse>.tmp``) instead.
+#: DuckDB's memory ceiling during a nightly run (every stage, not only the build). Its
+#: default is 80 % of the machine's RAM, which it fills with cached blocks and join and
+#: window state beside the Python models' arrays; capped, it evicts and spills to disk
+#: (``<warehouse>.tmp``) instead.
 BUILD_MEMORY_LIMIT = "2GiB"
 _MEMORY_SIZE = re.compile(r"^\d+(\.\d+)?\s*([KMGT]i?B|bytes)$")
 
@@ -162,6 +163,16 @@ def _strip(sql: str) -> str:
     return sql.strip().rstrip(";").strip()
 
 
+def cap_memory(con: duckdb.DuckDBPyConnection, memory_limit: str = BUILD_MEMORY_LIMIT) -> None:
+    """Cap DuckDB's memory on ``con`` (DuckDB's syntax, such as ``"2GiB"``)."""
+    if not _MEMORY_SIZE.match(memory_limit):
+        raise ConfigurationError(
+            f"memory_limit={memory_limit!r} is not a size DuckDB reads: use e.g. '2GiB'."
+        )
+    # SET takes no parameters; the value was checked against _MEMORY_SIZE above.
+    con.execute(f"set memory_limit = '{memory_limit}'")
+
+
 def run_models(
     con: duckdb.DuckDBPyConnection,
     sql_dir: Path,
@@ -177,12 +188,7 @@ def run_models(
     ``con`` from here on; ``None`` leaves the connection's setting alone.
     """
     if memory_limit is not None:
-        if not _MEMORY_SIZE.match(memory_limit):
-            raise ConfigurationError(
-                f"memory_limit={memory_limit!r} is not a size DuckDB reads: use e.g. '2GiB'."
-            )
-        # SET takes no parameters; the value was checked against _MEMORY_SIZE above.
-        con.execute(f"set memory_limit = '{memory_limit}'")
+        cap_memory(con, memory_limit)
     built = []
     for model in discover_models(sql_dir, python_models):
         if progress:
