@@ -934,7 +934,9 @@ class Ledger:
         # summed from the months. Rows keep their order inside a month: adjacency order
         # steers Leiden and a capped cycle search.
         n = self.nodes.height
-        edges = self.edges.filter(pl.col("period_start").is_not_null())
+        edges = self.edges
+        if edges["period_start"].null_count():  # no copy of a large ledger without nulls
+            edges = edges.filter(pl.col("period_start").is_not_null())
         starts = edges["period_start"]
         code = starts.cast(pl.Int64).to_numpy()  # days since the epoch
         columns = [edges[c].to_numpy() for c in ("source", "target", "cents", "transfers")]
