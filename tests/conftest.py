@@ -12,6 +12,8 @@ import pytest
 
 from circulate import pipeline
 from circulate.settings import Settings
+from circulate.validate.store import ValidationReport
+from circulate.warehouse.connection import connect
 
 TEST_KEY = "test-key-for-pseudonyms-0123456789"
 
@@ -37,16 +39,21 @@ def _isolated_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> No
     monkeypatch.setenv("CIRCULATE_KEY_FILE", str(tmp_path / "keys" / "pseudonym.key"))
 
 
+def settings_in(root: Path) -> Settings:
+    """Settings with inbox, warehouse, reports and private files all under ``root``."""
+    (root / "inbox").mkdir(parents=True)
+    return Settings(
+        inbox=root / "inbox",
+        warehouse=root / "warehouse" / "circulate.duckdb",
+        reports=root / "reports",
+        private_dir=root / "private",
+        key_file=root / "keys" / "pseudonym.key",
+    )
+
+
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
-    (tmp_path / "inbox").mkdir()
-    return Settings(
-        inbox=tmp_path / "inbox",
-        warehouse=tmp_path / "warehouse" / "circulate.duckdb",
-        reports=tmp_path / "reports",
-        private_dir=tmp_path / "private",
-        key_file=tmp_path / "keys" / "pseudonym.key",
-    )
+    return settings_in(tmp_path)
 
 
 def write_csv(path: Path, header: Sequence[str], rows: Iterable[Sequence[object]]) -> Path:
@@ -60,6 +67,21 @@ def write_csv(path: Path, header: Sequence[str], rows: Iterable[Sequence[object]
 
 def write_export(settings: Settings, name: str, rows: Iterable[Sequence[object]]) -> Path:
     return write_csv(settings.inbox / "exports" / name, TRANSACTION_HEADER, rows)
+
+
+def validate_in_build(ctx: pipeline.RunContext, settings: Settings) -> ValidationReport:
+    """The batch suites on the run's new batch, inside its build (results not stored)."""
+    # Great Expectations takes seconds to import: only the tests that validate pay for it.
+    from circulate.validate.run import validate_batch
+
+    with connect(ctx.build) as con:
+        return validate_batch(
+            con,
+            run_id=ctx.run_id,
+            batch_id=ctx.run_id,
+            thresholds=settings.validation,
+            timezone=settings.timezone,
+        )
 
 
 def run_stages(settings: Settings) -> pipeline.IngestSummary:

@@ -32,7 +32,7 @@ from circulate.metrics.network import (
 )
 from circulate.settings import Settings
 from circulate.warehouse.runner import run_models
-from tests.conftest import run_stages, write_csv, write_export
+from tests.conftest import run_stages, settings_in, write_csv, write_export
 from tests.unit.test_circulation_metrics import built_warehouse, row
 
 ACCOUNT_HEADER = ("account_id", "account_type", "sector", "area", "joined_at")
@@ -207,16 +207,10 @@ def _network_summary(settings: Settings) -> list[tuple[object, ...]]:
 def test_a_night_reanalyses_only_the_months_it_changed(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    def settings_in(folder: Path) -> Settings:
-        (folder / "inbox" / "exports").mkdir(parents=True)
-        write_csv(folder / "inbox" / "accounts.csv", ACCOUNT_HEADER, MONTHS_ACCOUNTS)
-        return Settings(
-            inbox=folder / "inbox",
-            warehouse=folder / "warehouse" / "circulate.duckdb",
-            reports=folder / "reports",
-            private_dir=folder / "private",
-            key_file=folder / "key",
-        )
+    def settings_with_accounts(root: Path) -> Settings:
+        settings = settings_in(root)
+        write_csv(settings.inbox / "accounts.csv", ACCOUNT_HEADER, MONTHS_ACCOUNTS)
+        return settings
 
     analysed: list[int] = []  # edges of each graph analysed for network_summary
     summary_row = network._summary_row
@@ -230,7 +224,8 @@ def test_a_night_reanalyses_only_the_months_it_changed(
     # An export every day (a missing day blocks the batch), most of them empty.
     first_night = {f"{date(2025, 1, 1) + timedelta(days=d)}.csv": [] for d in range(78)}
     first_night.update(MONTHS_EXPORTS)
-    nightly, scratch = settings_in(tmp_path / "nightly"), settings_in(tmp_path / "scratch")
+    nightly = settings_with_accounts(tmp_path / "nightly")
+    scratch = settings_with_accounts(tmp_path / "scratch")
     for name, rows in first_night.items():
         write_export(nightly, name, rows)
     run_stages(nightly)

@@ -19,7 +19,6 @@ from circulate.errors import AssertionsFailed, ValidationFailed
 from circulate.ingest.pseudonym import pseudonymise
 from circulate.settings import Settings, ValidationThresholds
 from circulate.validate.frames import load_frames
-from circulate.validate.run import validate_batch
 from circulate.validate.store import (
     ValidationReport,
     ValidationResult,
@@ -32,7 +31,14 @@ from circulate.validate.store import (
 from circulate.warehouse.connection import connect
 from circulate.warehouse.runner import default_sql_dir
 from circulate.warehouse.schema import ensure_persistent_tables
-from tests.conftest import HAND_ACCOUNTS, HAND_LEDGER, TEST_KEY, write_csv, write_export
+from tests.conftest import (
+    HAND_ACCOUNTS,
+    HAND_LEDGER,
+    TEST_KEY,
+    validate_in_build,
+    write_csv,
+    write_export,
+)
 
 ACCOUNT_HEADER = ("account_id", "account_type", "sector", "area", "joined_at")
 MY_ASSERTIONS = (
@@ -48,18 +54,7 @@ def _night(settings: Settings) -> tuple[pipeline.RunContext, ValidationReport]:
     ctx = pipeline.begin_run(settings)
     pipeline.ingest_new_files(ctx)
     pipeline.build_models(ctx)
-    con = connect(ctx.build)
-    try:
-        report = validate_batch(
-            con,
-            run_id=ctx.run_id,
-            batch_id=ctx.run_id,
-            thresholds=settings.validation,
-            timezone=settings.timezone,
-        )
-    finally:
-        con.close()
-    return ctx, report
+    return ctx, validate_in_build(ctx, settings)
 
 
 def _by_name(report: ValidationReport) -> dict[str, ValidationResult]:

@@ -31,11 +31,10 @@ from circulate.generate import generate_scheme
 from circulate.generate.faults import FAULTS, inject_fault
 from circulate.settings import Settings
 from circulate.validate.assertions import run_sql_assertions
-from circulate.validate.run import validate_batch
 from circulate.validate.store import ValidationReport
 from circulate.warehouse.connection import connect
 from circulate.warehouse.runner import default_sql_dir
-from tests.conftest import TEST_KEY
+from tests.conftest import TEST_KEY, validate_in_build
 
 pytestmark = pytest.mark.slow
 
@@ -111,14 +110,7 @@ def _night(settings: Settings, sql_dir: Path) -> ValidationReport:
     ctx = pipeline.begin_run(settings, sql_dir=sql_dir)
     try:
         pipeline.ingest_new_files(ctx)
-        with connect(ctx.build) as con:
-            report = validate_batch(
-                con,
-                run_id=ctx.run_id,
-                batch_id=ctx.run_id,
-                thresholds=settings.validation,
-                timezone=settings.timezone,
-            )
+        report = validate_in_build(ctx, settings)
         if report.critical_failures:
             return report
         pipeline.build_models(ctx)

@@ -24,7 +24,13 @@ from circulate.validate.run import run_checks
 from circulate.validate.suites import KINDS, Check, batch_checks
 from circulate.warehouse.connection import connect
 from circulate.warehouse.schema import ensure_persistent_tables
-from tests.conftest import HAND_ACCOUNTS, HAND_LEDGER, write_csv, write_export
+from tests.conftest import (
+    HAND_ACCOUNTS,
+    HAND_LEDGER,
+    validate_in_build,
+    write_csv,
+    write_export,
+)
 
 TIMEZONE = "Europe/London"
 FIRST_DAY = date(2025, 3, 28)  # London leaves GMT on 2025-03-30: a 23-hour day inside
@@ -272,7 +278,6 @@ def test_incremental_band_and_export_days_read_only_the_window(settings: Setting
     3 (within 4x). The export-day spine still runs from the first day: 41 days, none missing.
     """
     from circulate import pipeline
-    from circulate.validate.run import validate_batch
 
     write_csv(settings.inbox / "accounts.csv", ACCOUNT_HEADER, HAND_ACCOUNTS)
 
@@ -298,18 +303,9 @@ def test_incremental_band_and_export_days_read_only_the_window(settings: Setting
     day_file(40, 6)
     ctx = pipeline.begin_run(settings)
     pipeline.ingest_new_files(ctx)
-    con = connect(ctx.build)
-    try:
-        report = validate_batch(
-            con,
-            run_id=ctx.run_id,
-            batch_id=ctx.run_id,
-            thresholds=settings.validation,
-            timezone=settings.timezone,
-        )
+    report = validate_in_build(ctx, settings)
+    with connect(ctx.build) as con:
         days = load_frames(con, ctx.run_id, timezone=settings.timezone, history_days=28)
-    finally:
-        con.close()
     results = {r.expectation: r for r in report.results}
     assert results["row_count_within_band"].status == "passed"
     assert days.frames["days"][["row_count", "history_days", "median_rows", "row_ratio"]].to_dict(
