@@ -1,7 +1,9 @@
 -- Loaded ledger entries in canonical form, each with its calendar day in the scheme's
 -- timezone (local_day). Amounts are in units of the local currency.
+-- @append-by-batch from raw.transactions
 with loaded as (
     select * from raw.transactions
+    where batch_id in (select unnest($new_batches))
 )
 
 select

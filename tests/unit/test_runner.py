@@ -156,3 +156,110 @@ def test_one_python_build_can_make_several_tables(project: Path) -> None:
     assert comments == {"odds": "Odd numbers.", "evens": "Even numbers."}
     with pytest.raises(ConfigurationError, match=r"intermediate\.odds is built both"):
         discover_models(project, [pair, pair])
+
+
+@pytest.fixture
+def appending(tmp_path: Path) -> Path:
+    """Loads scaled by $factor, then the loads of a kept kind: both append by batch."""
+    root = tmp_path / "sql"
+    _write(
+        root,
+        "staging/loads.sql",
+        "-- Loads scaled.\n-- @append-by-batch from raw.loads\n"
+        "select batch_id, n * $factor as n from raw.loads\n"
+        "where batch_id in (select unnest($new_batches))",
+    )
+    _write(
+        root,
+        "intermediate/kept.sql",
+        "-- Loads of a kept kind.\n-- @append-by-batch from staging.loads\n"
+        "select batch_id, n from staging.loads\n"
+        "where batch_id in (select unnest($new_batches))\n"
+        "    and n % 2 in (select parity from raw.kept)",
+    )
+    return root
+
+
+def _loads(con: duckdb.DuckDBPyConnection, batch: str, *values: int) -> None:
+    con.executemany("insert into raw.loads values (?, ?)", [[batch, v] for v in values])
+
+
+def _held(con: duckdb.DuckDBPyConnection) -> list[tuple[str, str]]:
+    return con.execute(
+        "select table_name, batch_id from audit.appended_batches order by all"
+    ).fetchall()
+
+
+def test_append_models_add_only_new_batches(appending: Path) -> None:
+    def values(table: str) -> list[int]:
+        return [n for (n,) in con.execute(f"select n from {table} order by n").fetchall()]
+
+    con = duckdb.connect()
+    con.execute("create schema raw; create table raw.loads (batch_id varchar, n integer)")
+    con.execute("create table raw.kept as select 0 as parity")
+    _schemas(con)
+    _loads(con, "A", 1, 2)
+    run_models(con, appending, {"factor": 1})
+    assert (values("staging.loads"), values("intermediate.kept")) == ([1, 2], [2])
+    comment = con.execute(
+        "select comment from duckdb_tables() where schema_name = 'staging' and table_name = 'loads'"
+    )
+    assert comment.fetchall() == [("Loads scaled.",)]
+
+    # Marked rows show which builds append: a rebuild would recompute them.
+    con.execute("update staging.loads set n = 10 * n; update intermediate.kept set n = 10 * n")
+    _loads(con, "B", 3, 4)
+    run_models(con, appending, {"factor": 1})
+    assert (values("staging.loads"), values("intermediate.kept")) == ([3, 4, 10, 20], [4, 20])
+    assert _held(con) == [
+        ("intermediate.kept", "A"),
+        ("intermediate.kept", "B"),
+        ("staging.loads", "A"),
+        ("staging.loads", "B"),
+    ]
+
+    # Another table the model reads changes: that model (only) is rebuilt.
+    con.execute("update raw.kept set parity = 1")
+    run_models(con, appending, {"factor": 1})
+    assert (values("staging.loads"), values("intermediate.kept")) == ([3, 4, 10, 20], [3])
+
+    # A parameter changes: both are rebuilt (the second because its source was).
+    run_models(con, appending, {"factor": 3})
+    assert (values("staging.loads"), values("intermediate.kept")) == ([3, 6, 9, 12], [3, 9])
+    assert len(_held(con)) == 4
+
+
+def test_a_batch_that_changed_rebuilds_the_table(appending: Path) -> None:
+    con = duckdb.connect()
+    con.execute("create schema raw; create table raw.loads (batch_id varchar, n integer)")
+    con.execute("create table raw.kept as select 0 as parity")
+    _schemas(con)
+    _loads(con, "A", 2)
+    run_models(con, appending, {"factor": 1})
+    _loads(con, "A", 4)  # a row more in a batch the tables hold
+    run_models(con, appending, {"factor": 1})
+    assert con.execute("select n from intermediate.kept order by n").fetchall() == [(2,), (4,)]
+    con.execute("delete from raw.loads where n = 2")
+    run_models(con, appending, {"factor": 1})
+    assert con.execute("select n from intermediate.kept order by n").fetchall() == [(4,)]
+    con.execute("drop table intermediate.kept")  # a table lost is rebuilt too
+    run_models(con, appending, {"factor": 1})
+    assert con.execute("select n from intermediate.kept order by n").fetchall() == [(4,)]
+
+
+@pytest.mark.parametrize(
+    ("header", "body", "message"),
+    [
+        ("-- @append from raw.loads", "select 1", "unknown directive"),
+        ("-- @append-by-batch from raw.other", "select * from raw.loads", "does not read it"),
+        ("-- @append-by-batch from raw.loads", "select * from raw.loads", "never selects them"),
+    ],
+)
+def test_append_directive_mistakes_name_the_file(
+    tmp_path: Path, header: str, body: str, message: str
+) -> None:
+    _write(tmp_path, "staging/wrong.sql", f"-- Wrong.\n{header}\n{body}")
+    con = duckdb.connect()
+    _schemas(con)
+    with pytest.raises(ConfigurationError, match=rf"wrong\.sql.*{message}"):
+        run_models(con, tmp_path, {})

@@ -2,11 +2,23 @@
 
 A file ``sql/<layer>/<name>.sql`` holds one ``select`` and builds table ``<layer>.<name>``.
 Values reach a model only as named parameters (``$timezone``), never by formatting text.
-The leading ``--`` comment block of a model becomes the table's DuckDB comment.
+The leading ``--`` comment block of a model becomes the table's DuckDB comment, except
+lines starting with ``@``, which are directives to the runner:
+
+``-- @append-by-batch from <layer>.<table>``
+    The model maps each row of ``<layer>.<table>`` to rows of its own, independently of
+    the other rows, and keeps that table's ``batch_id`` (the run that loaded the row).
+    It selects only rows of the batches listed in ``$new_batches``. A build then adds
+    just the batches the table does not hold yet instead of rebuilding it, as long as
+    the rows of the batches it holds are unchanged (counted per batch) and nothing else
+    it depends on changed (its SQL, parameters and the other tables it reads, digested).
+    Otherwise it is rebuilt from every batch. ``audit.appended_batches`` records which
+    batches each such table holds.
 """
 
 from __future__ import annotations
 
+import hashlib
 import inspect
 import re
 import tomllib
@@ -23,7 +35,13 @@ from circulate.errors import ConfigurationError
 from circulate.warehouse.schema import LAYERS
 
 _REFERENCE = re.compile(r"\b(" + "|".join(LAYERS) + r")\.([a-z_][a-z0-9_]*)\b")
+_REFERENCE_ANY = re.compile(r"\b(?:raw|" + "|".join(LAYERS) + r")\.[a-z_][a-z0-9_]*\b")
 _PARAMETER = re.compile(r"\$([a-z_][a-z0-9_]*)\b")
+_APPEND_DIRECTIVE = re.compile(
+    r"^@append-by-batch\s+from\s+(" + "|".join(LAYERS) + r"|raw)\.([a-z_][a-z0-9_]*)$"
+)
+#: The parameter through which an append-by-batch model receives the batches to select.
+NEW_BATCHES = "new_batches"
 SAMPLE_ROWS = 5
 #: DuckDB's memory ceiling during a nightly run (every stage, not only the build). Its
 #: default is 80 % of the machine's RAM, which it fills with cached blocks and join and
@@ -62,13 +80,49 @@ class Model:
         return {f"{layer}.{name}" for layer, name in _REFERENCE.findall(self.sql)} - {self.table}
 
     @property
-    def description(self) -> str:
+    def _header(self) -> list[str]:
         lines = []
         for line in self.sql.lstrip().splitlines():
             if not line.startswith("--"):
                 break
             lines.append(line.removeprefix("--").strip())
-        return " ".join(part for part in lines if part)
+        return lines
+
+    @property
+    def description(self) -> str:
+        return " ".join(part for part in self._header if part and not part.startswith("@"))
+
+    @property
+    def reads_any(self) -> set[str]:
+        """Every table the model's SQL (comments aside) reads, ``raw`` tables included."""
+        body = "\n".join(
+            line for line in self.sql.splitlines() if not line.lstrip().startswith("--")
+        )
+        return set(_REFERENCE_ANY.findall(body)) - {self.table}
+
+    @property
+    def appends_from(self) -> str | None:
+        """The table whose new load batches this model appends, if it declares one."""
+        directives = [line for line in self._header if line.startswith("@")]
+        for directive in directives:
+            match = _APPEND_DIRECTIVE.match(directive)
+            if not match:
+                raise ConfigurationError(
+                    f"{self.path}: unknown directive '-- {directive}'; the runner knows "
+                    "'-- @append-by-batch from <layer>.<table>'."
+                )
+            source = f"{match[1]}.{match[2]}"
+            if source not in self.reads_any:
+                raise ConfigurationError(
+                    f"{self.path}: appends batches from {source} but does not read it."
+                )
+            if NEW_BATCHES not in _PARAMETER.findall(self.sql):
+                raise ConfigurationError(
+                    f"{self.path}: appends batches from {source} but never selects them: "
+                    f"filter its rows with 'batch_id in (select unnest(${NEW_BATCHES}))'."
+                )
+            return source
+        return None
 
 
 @dataclass(frozen=True)
@@ -190,6 +244,7 @@ def run_models(
     if memory_limit is not None:
         cap_memory(con, memory_limit)
     built = []
+    appended: dict[str, str] = {}  # append-by-batch table -> its digest in this build
     for model in discover_models(sql_dir, python_models):
         if progress:
             progress(f"building {model.table}")
@@ -199,17 +254,121 @@ def run_models(
                 _comment(con, table, description)
                 built.append(table)
             continue
+        source = model.appends_from
         try:
-            # Model text and table name come from the project's own files, never from data.
-            con.execute(
-                f"create or replace table {model.table} as (\n{_strip(model.sql)}\n)",
-                _bind(model.sql, parameters, model.path),
-            )
+            if source is None:
+                _create(con, model, _bind(model.sql, parameters, model.path))
+            else:
+                appended[model.table] = _append_or_create(con, model, source, parameters, appended)
         except duckdb.Error as error:
             raise ConfigurationError(f"{model.path}: {error}") from error
         _comment(con, model.table, model.description)
         built.append(model.table)
     return built
+
+
+def _create(con: duckdb.DuckDBPyConnection, model: Model, bound: Mapping[str, Any]) -> None:
+    # Model text and table name come from the project's own files, never from data.
+    con.execute(f"create or replace table {model.table} as (\n{_strip(model.sql)}\n)", bound)
+
+
+_APPENDED_BATCHES = """
+create schema if not exists audit;
+create table if not exists audit.appended_batches (
+    table_name varchar not null,
+    batch_id varchar not null,
+    source_rows bigint not null,
+    model_digest varchar not null,
+    appended_at timestamp with time zone not null default current_timestamp
+);
+comment on table audit.appended_batches is 'Load batches each append-by-batch model holds, \
+with the digest of what its rows depend on (a build appends only new batches while the \
+digest and the held batches'' row counts are unchanged)';
+"""
+
+
+def _append_or_create(
+    con: duckdb.DuckDBPyConnection,
+    model: Model,
+    source: str,
+    parameters: Mapping[str, Any],
+    digests: Mapping[str, str],
+) -> str:
+    """Build an append-by-batch model: add the new batches, or rebuild; return its digest."""
+    con.execute(_APPENDED_BATCHES)
+    bound = _bind(model.sql, {**parameters, NEW_BATCHES: []}, model.path)
+    digest = _model_digest(con, model, source, bound, digests)
+    # Table names come from the project's own model files, never from data.
+    in_source = dict(
+        con.execute(f"select batch_id, count(*) from {source} group by all").fetchall()  # noqa: S608
+    )
+    held = dict(
+        con.execute(
+            "select batch_id, source_rows from audit.appended_batches "
+            "where table_name = $table and model_digest = $digest",
+            {"table": model.table, "digest": digest},
+        ).fetchall()
+    )
+    unchanged = bool(held) and all(in_source.get(batch) == rows for batch, rows in held.items())
+    if unchanged and _exists(con, model.table):
+        new = sorted(set(in_source) - held.keys())
+        if new:
+            con.execute(
+                f"insert into {model.table} by name (\n{_strip(model.sql)}\n)",
+                {**bound, NEW_BATCHES: new},
+            )
+    else:
+        new = sorted(in_source)
+        _create(con, model, {**bound, NEW_BATCHES: new})
+        con.execute(
+            "delete from audit.appended_batches where table_name = $table", {"table": model.table}
+        )
+    con.execute(
+        "insert into audit.appended_batches (table_name, batch_id, source_rows, model_digest) "
+        "select $table, unnest($batches), unnest($rows), $digest",
+        {
+            "table": model.table,
+            "batches": new,
+            "rows": [in_source[batch] for batch in new],
+            "digest": digest,
+        },
+    )
+    return digest
+
+
+def _model_digest(
+    con: duckdb.DuckDBPyConnection,
+    model: Model,
+    source: str,
+    bound: Mapping[str, Any],
+    digests: Mapping[str, str],
+) -> str:
+    """What an append-by-batch table's rows depend on besides its source's batches.
+
+    The model's SQL, its parameters, DuckDB's version, the digest of its source when
+    that is itself appended, and the content of every other table it reads.
+    """
+    hasher = hashlib.blake2b(digest_size=16)
+    for part in (model.sql, repr(sorted(bound.items())), duckdb.__version__, digests.get(source)):
+        hasher.update(repr(part).encode())
+    for table in sorted(model.reads_any - {source}):
+        # The row hashes are summed, so the figure ignores row order but not duplicates.
+        content = con.execute(
+            f"select count(*), sum(hash(t)::hugeint) from {table} as t"  # noqa: S608
+        ).fetchall()
+        hasher.update(repr((table, content)).encode())
+    return hasher.hexdigest()
+
+
+def _exists(con: duckdb.DuckDBPyConnection, table: str) -> bool:
+    schema, name = table.split(".")
+    return bool(
+        con.execute(
+            "select count(*) from duckdb_tables() where schema_name = $schema "
+            "and table_name = $name",
+            {"schema": schema, "name": name},
+        ).fetchall()[0][0]
+    )
 
 
 def _comment(con: duckdb.DuckDBPyConnection, table: str, description: str) -> None:
