@@ -251,6 +251,11 @@ def test_a_batch_that_changed_rebuilds_the_table(appending: Path) -> None:
     ("header", "body", "message"),
     [
         ("-- @append from raw.loads", "select 1", "unknown directive"),
+        (
+            "-- @append-by-batch from raw.loads\n-- @append-by-batch from raw.loads",
+            "select * from raw.loads where batch_id in (select unnest($new_batches))",
+            "unknown directive",
+        ),
         ("-- @append-by-batch from raw.other", "select * from raw.loads", "does not read it"),
         ("-- @append-by-batch from raw.loads", "select * from raw.loads", "never selects them"),
     ],

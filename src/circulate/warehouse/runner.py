@@ -104,25 +104,25 @@ class Model:
     def appends_from(self) -> str | None:
         """The table whose new load batches this model appends, if it declares one."""
         directives = [line for line in self._header if line.startswith("@")]
-        for directive in directives:
-            match = _APPEND_DIRECTIVE.match(directive)
-            if not match:
-                raise ConfigurationError(
-                    f"{self.path}: unknown directive '-- {directive}'; the runner knows "
-                    "'-- @append-by-batch from <layer>.<table>'."
-                )
-            source = f"{match[1]}.{match[2]}"
-            if source not in self.reads_any:
-                raise ConfigurationError(
-                    f"{self.path}: appends batches from {source} but does not read it."
-                )
-            if NEW_BATCHES not in _PARAMETER.findall(self.sql):
-                raise ConfigurationError(
-                    f"{self.path}: appends batches from {source} but never selects them: "
-                    f"filter its rows with 'batch_id in (select unnest(${NEW_BATCHES}))'."
-                )
-            return source
-        return None
+        if not directives:
+            return None
+        match = _APPEND_DIRECTIVE.match(directives[0])
+        if len(directives) > 1 or not match:
+            raise ConfigurationError(
+                f"{self.path}: unknown directive(s) {directives}; the runner knows one, "
+                "'-- @append-by-batch from <layer>.<table>'."
+            )
+        source = f"{match[1]}.{match[2]}"
+        if source not in self.reads_any:
+            raise ConfigurationError(
+                f"{self.path}: appends batches from {source} but does not read it."
+            )
+        if NEW_BATCHES not in _PARAMETER.findall(self.sql):
+            raise ConfigurationError(
+                f"{self.path}: appends batches from {source} but never selects them: "
+                f"filter its rows with 'batch_id in (select unnest(${NEW_BATCHES}))'."
+            )
+        return source
 
 
 @dataclass(frozen=True)
