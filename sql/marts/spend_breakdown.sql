@@ -7,16 +7,19 @@
 -- $k_anonymity distinct private counterparties (individuals, or those paying / paid by
 -- public bodies) stand behind it.
 with transfers as (
-    select * from intermediate.member_transfers
+    select local_day, source_id, target_id, amount from intermediate.member_transfers
 ),
 
 accounts as (
-    select * from staging.accounts
+    select account_id, account_type from staging.accounts
 ),
 
 typed as (
     select
-        transfers.*,
+        cast(date_trunc('month', transfers.local_day) as date) as month,
+        transfers.source_id,
+        transfers.target_id,
+        transfers.amount,
         coalesce(payer.account_type, 'unknown') as payer_type,
         coalesce(payee.account_type, 'unknown') as payee_type
     from transfers
@@ -24,18 +27,11 @@ typed as (
     left join accounts as payee on payee.account_id = transfers.target_id
 ),
 
-periods as (
-    select 'month' as period_kind, cast(date_trunc('month', local_day) as date) as period_start, *
-    from typed
-    union all
-    select 'all' as period_kind, cast(min(local_day) over () as date) as period_start, *
-    from typed
-),
-
+-- Each month and the whole history in one pass (the empty grouping set is the latter).
 totals as (
     select
-        period_kind,
-        period_start,
+        if(grouping(month) = 0, 'month', 'all') as period_kind,
+        coalesce(month, (select min(local_day) from transfers)) as period_start,
         sum(amount) filter (where payer_type = 'individual') as individual_spend,
         sum(amount) filter (where payer_type = 'individual' and payee_type = 'business')
             as spend_at_businesses,
@@ -50,8 +46,9 @@ totals as (
         count(distinct target_id)
             filter (where payer_type = 'public_body' and payee_type <> 'public_body')
             as payees_of_public_bodies
-    from periods
-    group by period_kind, period_start
+    from typed
+    group by grouping sets ((month), ())
+    having count(*) > 0  -- no whole-history row without transfers
 )
 
 select

@@ -17,11 +17,14 @@ from __future__ import annotations
 
 from dataclasses import replace
 from decimal import Decimal
+from pathlib import Path
 
+import duckdb
 import pytest
 
 from circulate.settings import Settings
 from circulate.warehouse.connection import connect
+from circulate.warehouse.runner import default_sql_dir, run_models
 from tests.conftest import run_stages, write_csv, write_export
 
 LEDGER = [
@@ -83,3 +86,20 @@ def test_spend_breakdown_by_hand(built: Settings) -> None:
     ).fetchall()
     figures = (3, Decimal("30.00"), Decimal("30.00"), 1.0, None, 1)
     assert rows == [("all", *figures), ("month", *figures)]
+
+
+def test_spend_breakdown_without_transfers_has_no_rows(tmp_path: Path) -> None:
+    # The whole-history row comes from an empty grouping set, which alone would give a
+    # row of nulls when no member has paid another yet.
+    model = default_sql_dir() / "marts" / "spend_breakdown.sql"
+    (tmp_path / "marts").mkdir()
+    (tmp_path / "marts" / model.name).write_text(model.read_text(encoding="utf-8"))
+    con = duckdb.connect()
+    con.execute("create schema staging; create schema intermediate; create schema marts")
+    con.execute("create table staging.accounts (account_id varchar, account_type varchar)")
+    con.execute(
+        "create table intermediate.member_transfers "
+        "(local_day date, source_id varchar, target_id varchar, amount decimal(18, 2))"
+    )
+    run_models(con, tmp_path, {"k_anonymity": 3})
+    assert con.execute("select count(*) from marts.spend_breakdown").fetchall() == [(0,)]
