@@ -46,6 +46,7 @@ MY_ASSERTIONS = (
     "raw_transactions_txn_id_unique",
     "daily_circulation_within_covered_range",
     "monthly_circulation_no_gaps",
+    "staging_transactions_match_raw",
 )
 
 
@@ -250,8 +251,9 @@ def test_pipeline_stage_blocks_on_critical_and_keeps_results_beside_the_warehous
 def test_my_sql_assertions_pass_on_the_hand_ledger_and_catch_tampering(
     settings: Settings,
 ) -> None:
-    """Published hand ledger: all four empty. Then a copy of T1 under batch 'X' (an
-    orphan and a second T1) and the last daily row deleted: each returns one row."""
+    """Published hand ledger: all five empty. Then a copy of T1 under batch 'X' (an
+    orphan, a second T1 and a batch not staged) and the last daily row deleted: each
+    returns one row."""
     _hand_inbox(settings)
     ctx, _report = _night(settings)
     con = duckdb.connect(str(ctx.build))
@@ -271,6 +273,7 @@ def test_my_sql_assertions_pass_on_the_hand_ledger_and_catch_tampering(
     assert offending("raw_transactions_traceable_to_batch") == 1
     assert offending("raw_transactions_txn_id_unique") == 1
     assert offending("daily_circulation_within_covered_range") == 1
+    assert con.execute(sql["staging_transactions_match_raw"]).fetchall() == [("X", 1, None)]
     con.close()
 
 
