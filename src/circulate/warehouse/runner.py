@@ -35,7 +35,8 @@ from circulate.errors import ConfigurationError
 from circulate.warehouse.schema import LAYERS
 
 _REFERENCE = re.compile(r"\b(" + "|".join(LAYERS) + r")\.([a-z_][a-z0-9_]*)\b")
-_REFERENCE_ANY = re.compile(r"\b(?:raw|" + "|".join(LAYERS) + r")\.[a-z_][a-z0-9_]*\b")
+#: Any table a model can read, loaded (raw), bookkeeping (audit) or built.
+_REFERENCE_ANY = re.compile(r"\b(?:raw|audit|" + "|".join(LAYERS) + r")\.[a-z_][a-z0-9_]*\b")
 _PARAMETER = re.compile(r"\$([a-z_][a-z0-9_]*)\b")
 _APPEND_DIRECTIVE = re.compile(
     r"^@append-by-batch\s+from\s+(" + "|".join(LAYERS) + r"|raw)\.([a-z_][a-z0-9_]*)$"
@@ -94,7 +95,7 @@ class Model:
 
     @property
     def reads_any(self) -> set[str]:
-        """Every table the model's SQL (comments aside) reads, ``raw`` tables included."""
+        """Every table the model's SQL (comments aside) reads, ``raw`` and ``audit`` too."""
         body = "\n".join(
             line for line in self.sql.splitlines() if not line.lstrip().startswith("--")
         )
