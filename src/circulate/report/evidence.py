@@ -17,6 +17,7 @@ import polars as pl
 
 from circulate.metrics.network_flows import complementary_suppression
 from circulate.report.data import query_frame
+from circulate.warehouse.connection import table_exists
 
 
 @dataclass(frozen=True)
@@ -67,15 +68,6 @@ class Evidence:
     coverage: dict[str, Any]
 
 
-def _has_table(con: duckdb.DuckDBPyConnection, table: str) -> bool:
-    schema, name = table.split(".")
-    rows = con.execute(
-        "select count(*) from information_schema.tables where table_schema = ? and table_name = ?",
-        [schema, name],
-    ).fetchall()
-    return bool(rows[0][0])
-
-
 #: Tables the impact sections read beyond the scorecard marts.
 IMPACT_SOURCES = (
     "marts.circulation_metrics",
@@ -108,11 +100,11 @@ def load_evidence(con: duckdb.DuckDBPyConnection, as_of: dt.date, k: int) -> Evi
             "order by period_start",
             {"as_of": as_of},
         )
-        if _has_table(con, "marts.impact_scorecard")
+        if table_exists(con, "marts.impact_scorecard")
         else pl.DataFrame()
     )
     report_month, complete = _pick_month(scorecard_all, as_of)
-    if not all(_has_table(con, t) for t in IMPACT_SOURCES):
+    if not all(table_exists(con, t) for t in IMPACT_SOURCES):
         # A warehouse from before the impact marts (or a partial one): basic report only.
         empty = pl.DataFrame()
         return Evidence(
@@ -140,12 +132,12 @@ def load_evidence(con: duckdb.DuckDBPyConnection, as_of: dt.date, k: int) -> Evi
             "select * from marts.risk_flags where period_start = $month order by flag",
             {"month": report_month},
         )
-        if report_month and _has_table(con, "marts.risk_flags")
+        if report_month and table_exists(con, "marts.risk_flags")
         else pl.DataFrame()
     )
     thresholds = (
         query_frame(con, "select * from marts.impact_thresholds")
-        if _has_table(con, "marts.impact_thresholds")
+        if table_exists(con, "marts.impact_thresholds")
         else pl.DataFrame()
     )
     return Evidence(

@@ -28,3 +28,13 @@ def connect(path: Path, *, read_only: bool = False) -> duckdb.DuckDBPyConnection
     con = duckdb.connect(str(path), read_only=read_only, config=config)
     con.execute("set TimeZone = 'UTC'")
     return con
+
+
+def table_exists(con: duckdb.DuckDBPyConnection, table: str) -> bool:
+    """Whether ``table`` (``schema.name``) exists on ``con``, as a table or a view."""
+    schema, name = table.split(".")
+    rows = con.execute(
+        "select count(*) from information_schema.tables where table_schema = ? and table_name = ?",
+        [schema, name],
+    ).fetchall()
+    return bool(rows[0][0])

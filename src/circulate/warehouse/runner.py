@@ -32,6 +32,7 @@ import duckdb
 import polars as pl
 
 from circulate.errors import ConfigurationError
+from circulate.warehouse.connection import table_exists
 from circulate.warehouse.schema import LAYERS
 
 _REFERENCE = re.compile(r"\b(" + "|".join(LAYERS) + r")\.([a-z_][a-z0-9_]*)\b")
@@ -311,7 +312,7 @@ def _append_or_create(
         ).fetchall()
     )
     unchanged = bool(held) and all(in_source.get(batch) == rows for batch, rows in held.items())
-    if unchanged and _exists(con, model.table):
+    if unchanged and table_exists(con, model.table):
         new = sorted(set(in_source) - held.keys())
         if new:
             con.execute(
@@ -359,17 +360,6 @@ def _model_digest(
         ).fetchall()
         hasher.update(repr((table, content)).encode())
     return hasher.hexdigest()
-
-
-def _exists(con: duckdb.DuckDBPyConnection, table: str) -> bool:
-    schema, name = table.split(".")
-    return bool(
-        con.execute(
-            "select count(*) from duckdb_tables() where schema_name = $schema "
-            "and table_name = $name",
-            {"schema": schema, "name": name},
-        ).fetchall()[0][0]
-    )
 
 
 def _comment(con: duckdb.DuckDBPyConnection, table: str, description: str) -> None:
