@@ -213,6 +213,33 @@ APPENDED = {
     "intermediate.account_movements": "txn_id, local_day, kind, account_id, delta",
     "intermediate.member_transfers": "txn_id, local_day, source_id, target_id, amount",
 }
+# What the money tracer writes, resumed or replayed from the first entry.
+TRACED = {
+    "intermediate.issuance_reach": "*",
+    "intermediate.money_trajectories": "*",
+    "intermediate.holding_spells": "*",
+    "intermediate.trace_checkpoint_lots": "*",
+    "intermediate.trace_checkpoint_issuances": "*",
+    "intermediate.trace_checkpoint": (
+        "* exclude (resumed_from_rows, staging_batches, staging_batches_digest)"
+    ),
+}
+RESUMED = "select resumed_from_rows, rows_replayed from intermediate.trace_checkpoint"
+
+
+def _same_tables(one: Settings, other: Settings, tables: dict[str, str]) -> None:
+    for table, columns in tables.items():
+        query = f"select {columns} from {table} order by all"
+        mine, theirs = _rows(one, query), _rows(other, query)
+        if mine != theirs:
+            with duckdb.connect(str(one.warehouse), read_only=True) as con:
+                names = [d[0] for d in con.execute(query).description or []]
+            differ = [
+                name
+                for i, name in enumerate(names)
+                if [r[i] for r in mine] != [r[i] for r in theirs]
+            ]
+            pytest.fail(f"{table}: {len(mine)} rows against {len(theirs)}; columns {differ}")
 
 
 def test_a_night_recomputes_only_what_it_changed(
@@ -253,9 +280,11 @@ def test_a_night_recomputes_only_what_it_changed(
         write_export(scratch, name, rows)
     run_stages(scratch)
     assert _network_summary(nightly) == _network_summary(scratch)
-    for table, columns in APPENDED.items():
-        query = f"select {columns} from {table} order by all"
-        assert _rows(nightly, query) == _rows(scratch, query), table
+    _same_tables(nightly, scratch, APPENDED)
+    # The tracer resumed from the first night's 10 entries and replayed the 3 new ones.
+    assert _rows(nightly, RESUMED) == [(10, 13)]
+    assert _rows(scratch, RESUMED) == [(0, 13)]
+    _same_tables(nightly, scratch, TRACED)
     # Each night's batch was appended once and kept: a rebuild would stamp both anew.
     stamps = "select count(distinct appended_at) from audit.appended_batches group by table_name"
     assert _rows(nightly, stamps) == [(2,)] * len(APPENDED)
@@ -273,3 +302,39 @@ def test_every_stage_of_a_run_caps_duckdb_memory(settings: Settings) -> None:
         assert limit == [("2.0 GiB",)]
     finally:
         pipeline.skip_publish(ctx)
+
+
+def test_the_tracer_replays_everything_when_a_night_is_no_continuation(tmp_path: Path) -> None:
+    """A late entry, or changed issuer accounts, make the stored state a state of another
+    ledger: the build replays from the first entry and still equals a build from scratch."""
+    late = ("L1", "2025-03-04T12:00:00Z", "BEN", "DELI", "1.00", "transfer", "app")
+    nights = [
+        {f"{date(2025, 1, 1) + timedelta(days=d)}.csv": [] for d in range(78)} | MONTHS_EXPORTS,
+        {"2025-03-20.csv": [*NEXT_DAY["2025-03-20.csv"], late]},  # sorts before M9
+        {
+            "2025-03-21.csv": [
+                ("L2", "2025-03-21T09:00:00Z", "AAA", "ANN", "1.00", "transfer", "app")
+            ]
+        },
+    ]
+    # On the third night of "issuers" a second issuer account is listed: the issuer
+    # accounts decide what circulates, so the tracer replays from the first entry.
+    vault = [*MONTHS_ACCOUNTS, ("VAULT", "issuer", "", "", "2025-03-01")]
+    resumed: dict[str, list[tuple[object, ...]]] = {}
+    built: dict[str, Settings] = {}
+    for folder in ("nightly", "issuers", "scratch", "scratch-issuers"):
+        settings = built[folder] = settings_in(tmp_path / folder)
+        write_csv(settings.inbox / "accounts.csv", ACCOUNT_HEADER, MONTHS_ACCOUNTS)
+        for number, night in enumerate(nights):
+            if folder.endswith("issuers") and number == 2:
+                write_csv(settings.inbox / "accounts.csv", ACCOUNT_HEADER, vault)
+            for name, rows in night.items():
+                write_export(settings, name, rows)
+            if not folder.startswith("scratch") or number == 2:
+                run_stages(settings)
+                resumed.setdefault(folder, []).append(_rows(settings, RESUMED)[0])
+    # Night 2 holds a late entry; night 3 continues night 2 and resumes from it.
+    assert resumed["nightly"] == [(0, 10), (0, 14), (14, 15)]
+    assert resumed["issuers"] == [(0, 10), (0, 14), (0, 15)]
+    _same_tables(built["nightly"], built["scratch"], TRACED)
+    _same_tables(built["issuers"], built["scratch-issuers"], TRACED)

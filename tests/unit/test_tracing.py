@@ -56,7 +56,9 @@ from circulate.metrics.tracing import (
     KIND_CODES,
     SPELL_RATIO,
     Ledger,
+    TraceState,
     local_multiplier,
+    replay,
     spell_bin,
     trace,
     trace_reference,
@@ -275,3 +277,70 @@ def test_lenient_trace_moves_what_is_held_and_names_the_row() -> None:
     assert lenient.overdrawn_row == 2
     assert lenient.hop_pence == 4_000
     assert lenient.equals(trace_reference(bad, strict=False))
+
+
+def first_rows(ledger: Ledger, rows: int) -> Ledger:
+    """The ledger as it stood after its first ``rows`` entries (same day 0 and accounts)."""
+    cut = slice(0, rows)
+    return Ledger(
+        at=ledger.at[cut],
+        day=ledger.day[cut],
+        kind=ledger.kind[cut],
+        source=ledger.source[cut],
+        target=ledger.target[cut],
+        pence=ledger.pence[cut],
+        first_day=ledger.first_day,
+    )
+
+
+@settings(max_examples=150, deadline=None)
+@given(ops_strategy, st.lists(st.floats(0.0, 1.0), min_size=1, max_size=3))
+def test_resumed_replay_equals_one_replay(ops: list[Op], cuts: list[float]) -> None:
+    """Nights replayed one after another from the stored state = the whole ledger at once."""
+    ledger = random_ledger(ops)
+    rows = sorted(int(c * ledger.at.size) for c in cuts)
+    for order in ("fifo", "lifo"):
+        state: TraceState | None = None
+        for end in [*rows, ledger.at.size]:
+            state = replay(first_rows(ledger, end), order, start=state)
+            assert state.rows == end
+        assert state is not None
+        assert state.result().equals(trace(ledger, order))
+
+
+def test_resuming_from_the_hand_ledger_by_day(hand: Ledger) -> None:
+    """Day by day, the state carries exactly the lots the module docstring lists."""
+    state = replay(first_rows(hand, 3))  # after day 1: ANN 40 o1, BEN 40 o2, CAFE 60 o1 h1
+    assert state.open_account.tolist() == [0, 1, 2]
+    assert state.open_lots[:, [0, 2, 3]].tolist() == [[4_000, 0, 0], [4_000, 1, 0], [6_000, 0, 1]]
+    assert state.ended_end.sum() == 0 and state.spell_pence.sum() == 6_000
+    # After day 2: ANN 20 o3; BEN 40 o2; CAFE 20 o1 h1, 30 o3 h1; SHOP 80 o1 h2 (T06's two
+    # pieces of o1 arrive together at the same hops and form one lot).
+    state = replay(first_rows(hand, 6), start=state)
+    assert state.open_account.tolist() == [0, 1, 2, 2, 3]
+    assert state.open_lots[:, [0, 2, 3]].tolist() == [
+        [2_000, 2, 0],
+        [4_000, 1, 0],
+        [2_000, 0, 1],
+        [3_000, 2, 1],
+        [8_000, 0, 2],
+    ]
+    state = replay(hand, start=state)
+    result = state.result()
+    assert result.equals(trace(hand))
+    assert result.end_state_pence() == {"redeemed": 9_000, "fee": 500, "held": 9_500}
+
+
+def test_resuming_rejects_a_state_of_another_ledger(hand: Ledger) -> None:
+    state = replay(hand)
+    with pytest.raises(ValueError, match="lifo"):
+        replay(hand, "lifo", start=state)
+    with pytest.raises(ValueError, match="covers 10 entries"):
+        replay(first_rows(hand, 4), start=state)
+
+
+def test_lenient_resume_names_the_overdrawn_row_in_the_whole_ledger() -> None:
+    bad = ledger_of([*HAND[:2], ("T99", "2025-01-06T11:00", "transfer", "BEN", "ANN", 41)])
+    state = replay(bad, start=replay(first_rows(bad, 2)))
+    assert state.overdrawn_row == 2
+    assert state.result().equals(trace(bad, strict=False))

@@ -1,8 +1,10 @@
 """Warehouse tables built from the money tracer, the Markov estimate and the bootstrap.
 
-The tracer (:mod:`circulate.metrics.tracing`) replays the whole history once per build
-(FIFO) and its result feeds three intermediate tables; the SQL mart
-``marts.circulation_metrics`` turns them into per-period metrics:
+The tracer (:mod:`circulate.metrics.tracing`) follows every unit of money through the
+whole history (FIFO), resuming from the state the previous build stored when the night
+only added entries (:mod:`circulate.metrics.trace_checkpoint`); its result feeds the
+intermediate tables below, and the SQL mart ``marts.circulation_metrics`` turns them into
+per-period metrics:
 
 - ``intermediate.issuance_reach`` — one row per issuance: where its money went
   (amount that made ≥ t transfers, Σ amount × hops, redeemed / fees / still held);
@@ -21,20 +23,22 @@ from decimal import Decimal
 from typing import Any
 
 import duckdb
+import numba
 import numpy as np
 import numpy.typing as npt
 import polars as pl
 
 from circulate.errors import InputError
 from circulate.metrics.markov import MAX_K, markov_lm_by_period
+from circulate.metrics.trace_checkpoint import DESCRIPTIONS, read_checkpoint, write_checkpoint
 from circulate.metrics.tracing import (
     END_STATES,
     SPELL_BINS,
     Ledger,
     TraceResult,
     load_ledger,
+    replay,
     spell_bin_edges,
-    trace,
 )
 from circulate.warehouse.runner import PythonModel, write_frame
 
@@ -126,7 +130,8 @@ def bootstrap_ratio_interval(
         if whole is not None:
             # Whole numbers summing below 2**53: every float sum below is exact, so adding
             # the drawn values as integers gives the weighted sums bit for bit, faster.
-            num_sum, d = float(whole[0][draw].sum()), float(whole[1][draw].sum())
+            num_total, den_total = _drawn_sums(draw, whole)
+            num_sum, d = float(num_total), float(den_total)
         else:
             weights = np.bincount(draw, minlength=n).astype(np.float64)
             num_sum, d = float(weights @ num), float(weights @ den)
@@ -139,23 +144,41 @@ def bootstrap_ratio_interval(
     return float(low), float(high)
 
 
-def _whole_pairs(num: FloatArray, den: FloatArray) -> tuple[IntArray, IntArray] | None:
-    """``num`` and ``den`` as integers when every resampled sum of them is exact.
+def _whole_pairs(num: FloatArray, den: FloatArray) -> npt.NDArray[np.signedinteger[Any]] | None:
+    """``num`` and ``den`` as integer columns ``[unit, (num, den)]`` when every resampled
+    sum of them is exact.
 
     A resample's sum is at most ``n × max |value|``; below 2**53 float addition of whole
-    numbers is exact in any order. ``None`` otherwise (or for fractions).
+    numbers is exact in any order. ``None`` otherwise (or for fractions). The two values
+    of a unit sit side by side, in 32 bits when they fit: the bootstrap reads them at
+    random places, and one cache line instead of two per draw halves its time.
 
-    >>> [a.tolist() for a in _whole_pairs(np.array([3.0, 1.0]), np.array([1.0, 1.0]))]
+    >>> _whole_pairs(np.array([3.0, 1.0]), np.array([1.0, 1.0])).tolist()
     [[3, 1], [1, 1]]
     >>> _whole_pairs(np.array([0.5]), np.array([1.0])) is None
     True
+    >>> _whole_pairs(np.array([2.0**40]), np.array([1.0])).dtype
+    dtype('int64')
     """
     both = np.concatenate([num, den])
     if not np.all(np.isfinite(both)) or np.any(both != np.round(both)):
         return None
-    if both.size and num.size * float(np.abs(both).max()) >= 2.0**53:
+    largest = float(np.abs(both).max()) if both.size else 0.0
+    if num.size * largest >= 2.0**53:
         return None
-    return num.astype(np.int64), den.astype(np.int64)
+    dtype = np.int32 if largest < 2.0**31 else np.int64
+    return np.column_stack([num, den]).astype(dtype)
+
+
+@numba.njit(cache=True, nogil=True)
+def _drawn_sums(draw: IntArray, pairs: npt.NDArray[np.signedinteger[Any]]) -> tuple[int, int]:
+    """Σ of each column of ``pairs`` over the drawn rows (64-bit sums: exact here)."""
+    num = 0
+    den = 0
+    for unit in draw:
+        num += int(pairs[unit, 0])
+        den += int(pairs[unit, 1])
+    return num, den
 
 
 # --- table builders ------------------------------------------------------------------
@@ -175,7 +198,8 @@ def _write_issuance_reach(
     frame = pl.DataFrame(
         {
             "txn_id": [row[0] for row in ids],
-            "origin_day": [ledger.first_day + timedelta(days=int(d)) for d in result.origin_day],
+            "origin_day": np.datetime64(ledger.first_day, "D")
+            + result.origin_day.astype("timedelta64[D]"),
             "amount_pence": reach[:, 0],
             **{f"reach_{t}_pence": reach[:, t] for t in range(1, MAX_K)},
             "hop_amount_pence": result.origin_hop_pence,
@@ -315,12 +339,22 @@ def _write_circulation_intervals(con: duckdb.DuckDBPyConnection, result: TraceRe
 
 
 def build_traced_tables(con: duckdb.DuckDBPyConnection, parameters: Mapping[str, Any]) -> None:
-    """Trace the whole ledger once (FIFO) and write every table that derives from it."""
+    """Trace the whole ledger (FIFO) and write every table that derives from it.
+
+    The replay resumes from the state the previous build stored when that state is a
+    state of today's ledger (:mod:`circulate.metrics.trace_checkpoint`), and stores its own.
+    """
     ledger = load_ledger(con)
-    # Not strict: an overdrawn account must fail the build's assertions
+    accounts = ledger.account_ids
+    # Resume from the previous build's state when it is a state of this ledger: only the
+    # entries added since are replayed (a night's batch instead of the whole history).
+    start = read_checkpoint(con, "fifo", accounts)
+    # Lenient: an overdrawn account must fail the build's assertions
     # (account_balances_never_negative, circulation_metrics_conservation), which name
     # every offending row, rather than stop the build at the first one.
-    result = trace(ledger, "fifo", con, strict=False)
+    state = replay(ledger, "fifo", start=start)
+    write_checkpoint(con, state, accounts, start.rows if start else 0)
+    result = state.result()
     _write_issuance_reach(con, ledger, result)
     _write_money_trajectories(con, ledger, result)
     _write_holding_spells(con, ledger, result)
@@ -357,6 +391,7 @@ MODELS = [
                 f"{BOOTSTRAP_SEED}) for the whole history: LM3 resampling issuances, velocity "
                 "resampling days."
             ),
+            **DESCRIPTIONS,
         },
     ),
 ]

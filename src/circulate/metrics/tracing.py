@@ -35,6 +35,9 @@ Nothing is materialised per split lot; the tracer aggregates on the fly:
 
 :func:`trace` is the numba kernel; :func:`trace_reference` is a straightforward
 pure-Python FIFO/LIFO with the same output, used as test oracle and benchmark baseline.
+:func:`replay` returns where the kernel stopped (:class:`TraceState`: the open lots and
+what has ended so far); a later replay resumes from it with only the entries that
+followed, and its result equals a replay of the whole ledger, bit for bit.
 """
 
 from __future__ import annotations
@@ -43,12 +46,13 @@ import math
 from collections import deque
 from dataclasses import dataclass
 from datetime import date, timedelta
-from typing import Literal
+from typing import Literal, TypeVar, cast
 
 import duckdb
 import numba
 import numpy as np
 import numpy.typing as npt
+import polars as pl
 
 from circulate.errors import InputError
 
@@ -60,8 +64,10 @@ __all__ = [
     "SPELL_RATIO",
     "Ledger",
     "TraceResult",
+    "TraceState",
     "load_ledger",
     "local_multiplier",
+    "replay",
     "spell_bin",
     "spell_bin_edges",
     "trace",
@@ -72,6 +78,7 @@ __all__ = [
 IntArray = npt.NDArray[np.int64]
 FloatArray = npt.NDArray[np.float64]
 Order = Literal["fifo", "lifo"]
+_Array = TypeVar("_Array", IntArray, FloatArray)
 
 KIND_CODES: dict[str, int] = {
     "issuance": 0,
@@ -112,6 +119,8 @@ class Ledger:
         The local day numbered 0.
     txn_ids
         Transaction ids, used only to name the row in errors (may be empty).
+    account_ids
+        Account id of each member account index (may be empty).
     """
 
     at: IntArray
@@ -122,6 +131,7 @@ class Ledger:
     pence: IntArray
     first_day: date
     txn_ids: tuple[str, ...] = ()
+    account_ids: tuple[str, ...] = ()
 
     @property
     def accounts(self) -> int:
@@ -277,21 +287,19 @@ def local_multiplier(reach: npt.ArrayLike, k: int) -> float | None:
 
 # --- ledger loading ------------------------------------------------------------------
 
-_LEDGER_SQL = """
-with issuers as (
-    select account_id from intermediate.issuer_accounts
-),
-
-members as (
-    select account_id, cast(row_number() over (order by account_id) - 1 as bigint) as idx
-    from (
-        select source_id as account_id from staging.transactions
-        union
-        select target_id from staging.transactions
-    )
-    where account_id not in (select account_id from issuers)
+# Member accounts in account id order: index i of the ledger is row i.
+_MEMBERS_SQL = """
+select account_id
+from (
+    select source_id as account_id from staging.transactions
+    union
+    select target_id from staging.transactions
 )
-
+where account_id not in (select account_id from intermediate.issuer_accounts)
+order by account_id
+"""
+_MEMBERS_VIEW = "_ledger_members"
+_LEDGER_SQL = f"""
 select
     cast(epoch_us(t.occurred_at) // 1000000 as bigint) as at,
     cast(t.local_day - (select min(local_day) from staging.transactions) as bigint) as day,
@@ -302,17 +310,26 @@ select
     coalesce(g.idx, -1) as target,
     cast(t.amount * 100 as bigint) as pence
 from staging.transactions as t
-left join members as s on s.account_id = t.source_id
-left join members as g on g.account_id = t.target_id
+left join {_MEMBERS_VIEW} as s on s.account_id = t.source_id
+left join {_MEMBERS_VIEW} as g on g.account_id = t.target_id
 order by t.occurred_at, t.txn_id
-"""
+"""  # noqa: S608 (the module's own view name)
 
 
 def load_ledger(con: duckdb.DuckDBPyConnection) -> Ledger:
     """Pull ``staging.transactions`` as arrays in replay order (member accounts indexed)."""
     first = con.execute("select min(local_day) from staging.transactions").fetchall()
     first_day = first[0][0] if first and first[0][0] is not None else date(1970, 1, 1)
-    arrays = con.execute(_LEDGER_SQL).fetchnumpy()
+    account_ids = [row[0] for row in con.execute(_MEMBERS_SQL).fetchall()]
+    members = pl.DataFrame(
+        {"account_id": account_ids, "idx": np.arange(len(account_ids), dtype=np.int64)},
+        schema={"account_id": pl.String, "idx": pl.Int64},
+    )
+    con.register(_MEMBERS_VIEW, members)
+    try:
+        arrays = con.execute(_LEDGER_SQL).fetchnumpy()
+    finally:
+        con.unregister(_MEMBERS_VIEW)
     return Ledger(
         at=np.ascontiguousarray(arrays["at"], dtype=np.int64),
         day=np.ascontiguousarray(arrays["day"], dtype=np.int64),
@@ -321,6 +338,7 @@ def load_ledger(con: duckdb.DuckDBPyConnection) -> Ledger:
         target=np.ascontiguousarray(arrays["target"], dtype=np.int64),
         pence=np.ascontiguousarray(arrays["pence"], dtype=np.int64),
         first_day=first_day,
+        account_ids=tuple(account_ids),
     )
 
 
@@ -367,7 +385,7 @@ def _grow_hops(array: IntArray, hops: int) -> IntArray:
 
 
 @numba.njit(cache=True)
-def _trace_kernel(
+def _replay_kernel(
     at: IntArray,
     day: IntArray,
     kind: IntArray,
@@ -375,32 +393,51 @@ def _trace_kernel(
     target: IntArray,
     pence: IntArray,
     accounts: int,
-    days: int,
-    issuances: int,
     lifo: bool,
     spell_bins: int,
     base: float,
     log_ratio: float,
     depth: int,
-) -> tuple[IntArray, IntArray, IntArray, IntArray, IntArray, IntArray, FloatArray, int]:
+    open_account: IntArray,
+    open_lots: IntArray,
+    issued: int,
+    overdrawn: int,
+    row_offset: int,
+    trajectories: IntArray,
+    reach: IntArray,
+    origin_day: IntArray,
+    origin_end: IntArray,
+    origin_hop: IntArray,
+    spell_pence: IntArray,
+    spell_seconds: FloatArray,
+) -> tuple[IntArray, int, IntArray, IntArray]:
+    """Replay entries on top of open lots; the accumulators are updated in place.
+
+    Returns the (possibly widened) trajectories, the first overdrawn position and the
+    open lots afterwards, account by account, oldest first.
+    """
     n = at.size
     head = np.full(accounts, -1, dtype=np.int64)
     tail = np.full(accounts, -1, dtype=np.int64)
-    capacity = 1024
+    capacity = max(1024, 2 * open_account.size)
     # One row per lot (amount, arrived at, origin, hops, next, prev): a lot's fields share
     # a cache line, which matters because queues are linked lists over the whole pool.
     lots = np.zeros((capacity, 6), dtype=np.int64)
+    for j in range(open_account.size):
+        owner = open_account[j]
+        lots[j, _AMOUNT] = open_lots[j, 0]
+        lots[j, _AT] = open_lots[j, 1]
+        lots[j, _ORIGIN] = open_lots[j, 2]
+        lots[j, _HOPS] = open_lots[j, 3]
+        lots[j, _NEXT] = -1
+        lots[j, _PREV] = tail[owner]
+        if tail[owner] >= 0:
+            lots[tail[owner], _NEXT] = j
+        else:
+            head[owner] = j
+        tail[owner] = j
     free = -1
-    used = 0
-    trajectories = np.zeros((max(days, 1), 3, 8), dtype=np.int64)
-    reach = np.zeros((issuances, depth), dtype=np.int64)
-    origin_day = np.zeros(issuances, dtype=np.int64)
-    origin_end = np.zeros((issuances, 3), dtype=np.int64)
-    origin_hop = np.zeros(issuances, dtype=np.int64)
-    spell_pence = np.zeros((max(days, 1), spell_bins), dtype=np.int64)
-    spell_seconds = np.zeros((max(days, 1), spell_bins), dtype=np.float64)
-    issued = 0
-    overdrawn = -1
+    used = open_account.size
     for i in range(n):
         src = source[i]
         dst = target[i]
@@ -441,7 +478,7 @@ def _trace_kernel(
                 # Overdrawn: the shortfall has no origin; remember the first such row and
                 # move only what the account held.
                 if overdrawn < 0:
-                    overdrawn = i
+                    overdrawn = row_offset + i
                 break
             take = min(remaining, lots[lot, _AMOUNT])
             remaining -= take
@@ -525,29 +562,228 @@ def _trace_kernel(
                 else:
                     head[dst] = moved
                 tail[dst] = moved
-    # What is left is still held (censored).
+    # The open lots, account by account, each queue oldest first.
+    count = 0
     for account in range(accounts):
         lot = head[account]
         while lot >= 0:
-            hops = lots[lot, _HOPS]
-            origin = lots[lot, _ORIGIN]
-            if hops >= trajectories.shape[2]:
-                trajectories = _grow_hops(trajectories, 2 * hops)
-            trajectories[origin_day[origin], 2, hops] += lots[lot, _AMOUNT]
-            origin_end[origin, 2] += lots[lot, _AMOUNT]
-            origin_hop[origin] += lots[lot, _AMOUNT] * hops
-            for t in range(min(hops + 1, depth)):
-                reach[origin, t] += lots[lot, _AMOUNT]
+            count += 1
             lot = lots[lot, _NEXT]
-    return (
+    out_account = np.empty(count, dtype=np.int64)
+    out_lots = np.empty((count, 4), dtype=np.int64)
+    j = 0
+    for account in range(accounts):
+        lot = head[account]
+        while lot >= 0:
+            out_account[j] = account
+            out_lots[j, 0] = lots[lot, _AMOUNT]
+            out_lots[j, 1] = lots[lot, _AT]
+            out_lots[j, 2] = lots[lot, _ORIGIN]
+            out_lots[j, 3] = lots[lot, _HOPS]
+            j += 1
+            lot = lots[lot, _NEXT]
+    return trajectories, overdrawn, out_account, out_lots
+
+
+@numba.njit(cache=True)
+def _add_held(
+    open_lots: IntArray,
+    origin_day: IntArray,
+    trajectories: IntArray,
+    reach: IntArray,
+    origin_end: IntArray,
+    origin_hop: IntArray,
+    depth: int,
+) -> IntArray:
+    """Count the open lots as still held (censored); returns the widened trajectories."""
+    for j in range(open_lots.shape[0]):
+        amount = open_lots[j, 0]
+        origin = open_lots[j, 2]
+        hops = open_lots[j, 3]
+        if hops >= trajectories.shape[2]:
+            trajectories = _grow_hops(trajectories, 2 * hops)
+        trajectories[origin_day[origin], 2, hops] += amount
+        origin_end[origin, 2] += amount
+        origin_hop[origin] += amount * hops
+        for t in range(min(hops + 1, depth)):
+            reach[origin, t] += amount
+    return trajectories
+
+
+@dataclass(frozen=True)
+class TraceState:
+    """Where a replay of the first ``rows`` entries of a ledger stopped.
+
+    Resuming from it with the entries that follow (:func:`replay` with ``start``) gives
+    exactly what replaying the whole ledger at once gives: the same lots in the same
+    queues, the same sums added in the same order.
+
+    Attributes
+    ----------
+    order
+        ``"fifo"`` or ``"lifo"``.
+    rows
+        Entries replayed.
+    first_day
+        The ledger's day 0.
+    open_account
+        Account index of every open lot, grouped by account.
+    open_lots
+        ``[lot, (amount, arrived at, origin, hops)]`` of the open lots, each account's
+        queue oldest first.
+    origin_day
+        Local day index of each issuance so far.
+    ended_reach, ended_end, ended_hop_pence, ended_trajectories
+        ``TraceResult``'s per-issuance arrays and trajectories counting only money that
+        has left circulation (redeemed or fee); the open lots are added by :meth:`result`.
+    spell_pence, spell_pence_seconds
+        Holding spells ended so far, by ``[exit_day, bin]``.
+    overdrawn_row
+        Replay position of the first entry that paid more than its account held, or −1.
+    """
+
+    order: str
+    rows: int
+    first_day: date
+    open_account: IntArray
+    open_lots: IntArray
+    origin_day: IntArray
+    ended_reach: IntArray
+    ended_end: IntArray
+    ended_hop_pence: IntArray
+    ended_trajectories: IntArray
+    spell_pence: IntArray
+    spell_pence_seconds: FloatArray
+    overdrawn_row: int = -1
+
+    @classmethod
+    def empty(cls, order: Order, first_day: date) -> TraceState:
+        """The state before the first entry."""
+        none = np.zeros(0, dtype=np.int64)
+        return cls(
+            order,
+            0,
+            first_day,
+            none,
+            np.zeros((0, 4), dtype=np.int64),
+            none,
+            np.zeros((0, REACH_DEPTH), dtype=np.int64),
+            np.zeros((0, 3), dtype=np.int64),
+            none,
+            np.zeros((0, 3, 8), dtype=np.int64),
+            np.zeros((0, SPELL_BINS), dtype=np.int64),
+            np.zeros((0, SPELL_BINS), dtype=np.float64),
+        )
+
+    @property
+    def issuances(self) -> int:
+        """Issuances replayed so far."""
+        return int(self.origin_day.size)
+
+    def result(self) -> TraceResult:
+        """The trace of the entries replayed, the open lots counted as still held."""
+        reach = self.ended_reach.copy()
+        ends = self.ended_end.copy()
+        hop_pence = self.ended_hop_pence.copy()
+        trajectories = _add_held(
+            self.open_lots,
+            self.origin_day,
+            self.ended_trajectories.copy(),
+            reach,
+            ends,
+            hop_pence,
+            REACH_DEPTH,
+        )
+        return TraceResult(
+            self.order,
+            _trimmed(trajectories),
+            reach,
+            self.origin_day,
+            ends,
+            hop_pence,
+            self.spell_pence,
+            self.spell_pence_seconds,
+            self.overdrawn_row,
+        )
+
+
+def _padded(array: _Array, shape: tuple[int, ...]) -> _Array:
+    """``array`` copied into the top-left corner of zeros of ``shape`` (never smaller)."""
+    out = np.zeros(tuple(max(a, b) for a, b in zip(array.shape, shape, strict=True)), array.dtype)
+    out[tuple(slice(0, size) for size in array.shape)] = array
+    return cast(_Array, out)
+
+
+def replay(ledger: Ledger, order: Order = "fifo", *, start: TraceState | None = None) -> TraceState:
+    """Replay ``ledger`` (FIFO or LIFO) with the numba kernel and return where it stopped.
+
+    With ``start`` (a state of this ledger's first ``start.rows`` entries, its open lots
+    numbered as this ledger numbers accounts) only the entries after those are replayed.
+    An account paying more than it holds moves what it holds; the state records where
+    that first happened (``overdrawn_row``).
+    """
+    if order not in ("fifo", "lifo"):
+        raise ValueError(f"order must be 'fifo' or 'lifo', got {order!r}")
+    begin = TraceState.empty(order, ledger.first_day) if start is None else start
+    if begin.order != order or begin.first_day != ledger.first_day:
+        raise ValueError(
+            f"cannot resume a {begin.order} replay from day 0 = {begin.first_day} with a "
+            f"{order} replay from day 0 = {ledger.first_day}"
+        )
+    if begin.rows > ledger.at.size:
+        raise ValueError(f"the state covers {begin.rows} entries, the ledger has {ledger.at.size}")
+    rest = slice(begin.rows, None)
+    source, target = ledger.source[rest], ledger.target[rest]
+    issuances = begin.issuances + int(np.count_nonzero((source < 0) & (target >= 0)))
+    days = max(ledger.days, begin.spell_pence.shape[0], 1)
+    origin_day = _padded(begin.origin_day, (issuances,))
+    reach = _padded(begin.ended_reach, (issuances, REACH_DEPTH))
+    ends = _padded(begin.ended_end, (issuances, 3))
+    hop_pence = _padded(begin.ended_hop_pence, (issuances,))
+    trajectories = _padded(begin.ended_trajectories, (days, 3, 8))
+    spell_pence = _padded(begin.spell_pence, (days, SPELL_BINS))
+    spell_seconds = _padded(begin.spell_pence_seconds, (days, SPELL_BINS))
+    accounts = max(ledger.accounts, int(begin.open_account.max(initial=-1)) + 1)
+    trajectories, overdrawn, open_account, open_lots = _replay_kernel(
+        np.ascontiguousarray(ledger.at[rest]),
+        np.ascontiguousarray(ledger.day[rest]),
+        np.ascontiguousarray(ledger.kind[rest]),
+        np.ascontiguousarray(source),
+        np.ascontiguousarray(target),
+        np.ascontiguousarray(ledger.pence[rest]),
+        accounts,
+        order == "lifo",
+        SPELL_BINS,
+        SPELL_BASE_SECONDS,
+        _LOG_RATIO,
+        REACH_DEPTH,
+        np.ascontiguousarray(begin.open_account, dtype=np.int64),
+        np.ascontiguousarray(begin.open_lots, dtype=np.int64),
+        begin.issuances,
+        begin.overdrawn_row,
+        begin.rows,
         trajectories,
         reach,
         origin_day,
-        origin_end,
-        origin_hop,
+        ends,
+        hop_pence,
         spell_pence,
         spell_seconds,
-        overdrawn,
+    )
+    return TraceState(
+        order,
+        int(ledger.at.size),
+        ledger.first_day,
+        open_account,
+        open_lots,
+        origin_day,
+        reach,
+        ends,
+        hop_pence,
+        trajectories,
+        spell_pence,
+        spell_seconds,
+        int(overdrawn),
     )
 
 
@@ -570,46 +806,10 @@ def trace(
     InputError
         When ``strict`` and an account pays more than its lots hold (the row is named).
     """
-    if order not in ("fifo", "lifo"):
-        raise ValueError(f"order must be 'fifo' or 'lifo', got {order!r}")
-    (
-        trajectories,
-        reach,
-        origin_day,
-        origin_end,
-        origin_hop,
-        spell_pence,
-        spell_seconds,
-        bad,
-    ) = _trace_kernel(
-        ledger.at,
-        ledger.day,
-        ledger.kind,
-        ledger.source,
-        ledger.target,
-        ledger.pence,
-        ledger.accounts,
-        ledger.days,
-        ledger.issuances,
-        order == "lifo",
-        SPELL_BINS,
-        SPELL_BASE_SECONDS,
-        _LOG_RATIO,
-        REACH_DEPTH,
-    )
-    if bad >= 0 and strict:
-        raise _overdrawn(ledger, int(bad), con)
-    return TraceResult(
-        order,
-        _trimmed(trajectories),
-        reach,
-        origin_day,
-        origin_end,
-        origin_hop,
-        spell_pence,
-        spell_seconds,
-        int(bad),
-    )
+    state = replay(ledger, order)
+    if state.overdrawn_row >= 0 and strict:
+        raise _overdrawn(ledger, state.overdrawn_row, con)
+    return state.result()
 
 
 # --- pure-Python reference -----------------------------------------------------------
