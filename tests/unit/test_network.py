@@ -303,6 +303,45 @@ def test_cycles_and_invariants_hold_on_any_small_graph(
         assert f1 is not None and f5 is not None and 0 < f1 <= f5 <= 1
 
 
+@settings(max_examples=100, deadline=None)
+@given(
+    st.integers(1, 12).flatmap(
+        lambda n: st.tuples(
+            st.sets(
+                st.tuples(st.integers(0, n - 1), st.integers(0, n - 1)).filter(
+                    lambda e: e[0] != e[1]
+                ),
+                max_size=3 * n,
+            ),
+            st.lists(st.booleans(), min_size=n, max_size=n),
+        )
+    )
+)
+def test_subgraph_is_networkx_induced_subgraph_of_traders(
+    drawn: tuple[set[tuple[int, int]], list[bool]],
+) -> None:
+    """Second method: networkx's induced subgraph, without the nodes left with no edge."""
+    pairs, keep = drawn
+    ordered = sorted(pairs)
+    cents = [(u + 1) * 100 + v for u, v in ordered]
+    edges = EdgeList.from_arrays(len(keep), [u for u, _ in ordered], [v for _, v in ordered], cents)
+    sub, old = edges.subgraph(np.array(keep))
+    whole = nx.DiGraph()
+    whole.add_weighted_edges_from((u, v, c) for (u, v), c in zip(ordered, cents, strict=True))
+    induced = whole.subgraph([i for i, k in enumerate(keep) if k and i in whole])
+    traders = sorted(node for node in induced if induced.degree(node) > 0)
+    assert old.tolist() == traders and sub.n == len(traders)
+    got = {
+        (int(old[u]), int(old[v]), int(c))
+        for u, v, c in zip(sub.source, sub.target, sub.cents, strict=True)
+    }
+    assert got == {(u, v, c) for u, v, c in induced.edges(data="weight")}
+    # Renumbered edges keep their order.
+    assert [(int(old[u]), int(old[v])) for u, v in zip(sub.source, sub.target, strict=True)] == [
+        (u, v) for u, v in ordered if keep[u] and keep[v]
+    ]
+
+
 @settings(max_examples=60, deadline=None)
 @given(st.lists(st.integers(0, 1_000), min_size=1, max_size=30))
 def test_gini_equals_the_mean_absolute_difference_form(values: list[int]) -> None:

@@ -191,10 +191,15 @@ class EdgeList:
         """
         mask = keep[self.source] & keep[self.target]
         src, tgt = self.source[mask], self.target[mask]
-        old, inverse = np.unique(np.concatenate([src, tgt]), return_inverse=True)
-        k = len(src)
-        sub = EdgeList(len(old), inverse[:k], inverse[k:], self.cents[mask], self.count[mask])
-        return sub, old.astype(np.int64)
+        # Node ids are below n: marking them is np.unique without its sort (2 x 3.5 s on
+        # the 7.6 M edges of a 10 M-transaction history, now a fraction of a second).
+        present = np.zeros(self.n, dtype=np.bool_)
+        present[src] = True
+        present[tgt] = True
+        old = np.flatnonzero(present).astype(np.int64)
+        new_id = np.cumsum(present, dtype=np.int64) - 1
+        sub = EdgeList(len(old), new_id[src], new_id[tgt], self.cents[mask], self.count[mask])
+        return sub, old
 
 
 def strengths(edges: EdgeList) -> tuple[IntArray, IntArray]:
