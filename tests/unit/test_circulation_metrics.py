@@ -27,6 +27,7 @@ accounts active on d2 ({ANN, CAFE, SHOP}) not active on d3 ({BEN, SHOP}) = 2.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import date
@@ -48,7 +49,15 @@ from circulate.metrics.circulation import (
 )
 from circulate.metrics.markov import markov_lm, markov_lm_by_period
 from circulate.metrics.participation import suppress
-from circulate.metrics.tracing import Ledger, local_multiplier, trace
+from circulate.metrics.trace_checkpoint import read_checkpoint
+from circulate.metrics.tracing import (
+    Ledger,
+    TraceState,
+    load_ledger,
+    local_multiplier,
+    replay,
+    trace,
+)
 from circulate.settings import Settings
 from circulate.warehouse.connection import connect
 from circulate.warehouse.runner import run_assertions
@@ -365,3 +374,36 @@ def test_participation_hides_the_tiny_hand_ledger(
         "from marts.participation where dimension = 'all'"
     ).fetchall()
     assert rows == [("all", "all", None, None, True)]
+
+
+def test_stored_trace_state_round_trips_and_refuses_another_ledger(settings: Settings) -> None:
+    """The state read back is the state replayed; a changed ledger or table reads as none."""
+    for name, rows in HAND_EXPORTS.items():
+        write_export(settings, name, rows)
+    write_csv(
+        settings.inbox / "accounts.csv",
+        ("account_id", "account_type", "sector", "area", "joined_at"),
+        [("ISSUER", "issuer", "", "", "2024-12-01")],
+    )
+    con = connect(build(settings))
+    try:
+        ledger = load_ledger(con)
+        stored = read_checkpoint(con, ledger)
+        assert stored is not None and stored.rows == ledger.at.size
+        replayed = replay(ledger)
+        for field in dataclasses.fields(TraceState):
+            mine, theirs = getattr(stored, field.name), getattr(replayed, field.name)
+            assert np.array_equal(mine, theirs) if isinstance(mine, np.ndarray) else mine == theirs
+        assert stored.result().equals(trace(ledger))
+        # Resuming with nothing new replays nothing and changes nothing.
+        assert replay(ledger, start=stored).result().equals(trace(ledger))
+
+        shorter = dataclasses.replace(ledger, at=ledger.at[:-1])  # a ledger it does not cover
+        assert read_checkpoint(con, shorter) is None
+        later = dataclasses.replace(ledger, first_day=date(2025, 1, 7))
+        assert read_checkpoint(con, later) is None
+        assert read_checkpoint(con, ledger, "lifo") is None
+        con.execute("alter table intermediate.trace_checkpoint drop column days")
+        assert read_checkpoint(con, ledger) is None  # stored by another version
+    finally:
+        con.close()

@@ -345,15 +345,14 @@ def build_traced_tables(con: duckdb.DuckDBPyConnection, parameters: Mapping[str,
     state of today's ledger (:mod:`circulate.metrics.trace_checkpoint`), and stores its own.
     """
     ledger = load_ledger(con)
-    accounts = ledger.account_ids
     # Resume from the previous build's state when it is a state of this ledger: only the
     # entries added since are replayed (a night's batch instead of the whole history).
-    start = read_checkpoint(con, "fifo", accounts)
+    start = read_checkpoint(con, ledger, "fifo")
     # Lenient: an overdrawn account must fail the build's assertions
     # (account_balances_never_negative, circulation_metrics_conservation), which name
     # every offending row, rather than stop the build at the first one.
     state = replay(ledger, "fifo", start=start)
-    write_checkpoint(con, state, accounts, start.rows if start else 0)
+    write_checkpoint(con, state, ledger.account_ids, start.rows if start else 0)
     result = state.result()
     _write_issuance_reach(con, ledger, result)
     _write_money_trajectories(con, ledger, result)

@@ -35,7 +35,7 @@ import numpy.typing as npt
 import polars as pl
 
 from circulate.metrics import tracing
-from circulate.metrics.tracing import REACH_DEPTH, SPELL_BINS, TraceState
+from circulate.metrics.tracing import REACH_DEPTH, SPELL_BINS, Ledger, TraceState
 from circulate.warehouse.connection import table_exists
 from circulate.warehouse.runner import write_frame
 
@@ -218,9 +218,9 @@ def write_checkpoint(
 
 
 def read_checkpoint(
-    con: duckdb.DuckDBPyConnection, order: str, account_ids: Sequence[str]
+    con: duckdb.DuckDBPyConnection, ledger: Ledger, order: str = "fifo"
 ) -> TraceState | None:
-    """The stored state if it is a state of today's ledger, numbered as ``account_ids``.
+    """The stored state if it is a state of ``ledger``'s first entries, in its numbering.
 
     ``None`` (replay everything) when there is none, or when anything it describes
     changed: the tracer, the issuer accounts, a replayed batch, or a row sorting among
@@ -228,15 +228,18 @@ def read_checkpoint(
     """
     if not all(table_exists(con, t) for t in (CHECKPOINT, CHECKPOINT_LOTS, CHECKPOINT_ISSUANCES)):
         return None
-    found = con.execute(
-        f"""
-        select trace_order, rows_replayed, last_occurred_at, last_txn_id, first_day,
-               overdrawn_row, resumable, depends_on, staging_batches, staging_batches_digest,
-               days, trajectory_width, ended_trajectories_pence, spell_pence,
-               spell_pence_seconds
-        from {CHECKPOINT}
-        """  # noqa: S608 (the module's own table name)
-    ).fetchall()
+    try:
+        found = con.execute(
+            f"""
+            select trace_order, rows_replayed, last_occurred_at, last_txn_id, first_day,
+                   overdrawn_row, resumable, depends_on, staging_batches,
+                   staging_batches_digest, days, trajectory_width, ended_trajectories_pence,
+                   spell_pence, spell_pence_seconds
+            from {CHECKPOINT}
+            """  # noqa: S608 (the module's own table name)
+        ).fetchall()
+    except duckdb.BinderException:
+        return None  # stored by a version of circulate with other columns
     if len(found) != 1:
         return None
     (
@@ -256,9 +259,12 @@ def read_checkpoint(
         spells,
         spell_seconds,
     ) = found[0]
+    if first_day != ledger.first_day or rows > ledger.at.size:
+        return None
     if not resumable or stored_order != order or depends_on != _depends_on(con, order):
         return None
-    held = [batch for batch in _staging_batches(con) if batch[0] in set(batch_ids)]
+    replayed_batches = set(batch_ids)
+    held = [batch for batch in _staging_batches(con) if batch[0] in replayed_batches]
     if len(held) != len(batch_ids) or _batches_digest(held) != batches_digest:
         return None
     [(replayed, late)] = con.execute(
@@ -272,7 +278,7 @@ def read_checkpoint(
         rows,
         first_day,
         overdrawn,
-        account_ids,
+        ledger.account_ids,
         (days, width, trajectories, spells, spell_seconds),
     )
 
