@@ -91,6 +91,11 @@ def test_bootstrap_of_whole_numbers_is_bit_identical_to_weighted_sums() -> None:
     den = rng.integers(1, 10**9, 501).astype(np.float64)  # pence, odd count
     num = den * rng.integers(1, 4, 501)
     assert bootstrap_ratio_interval(num, den, replicates=50) == _bootstrap_by_weights(num, den, 50)
+    # Small whole numbers are summed as 32-bit pairs: still the same interval.
+    small = rng.integers(1, 10_000, 501).astype(np.float64)
+    varied = small * rng.integers(1, 4, 501)
+    low, high = bootstrap_ratio_interval(varied, small, replicates=50) or (0.0, 0.0)
+    assert (low, high) == _bootstrap_by_weights(varied, small, 50) and low < high
     # Fractions take the weighted path: same draws, so still the same interval.
     assert bootstrap_ratio_interval(num / 3, den, replicates=50) == _bootstrap_by_weights(
         num / 3, den, 50
