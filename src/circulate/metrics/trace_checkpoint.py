@@ -13,12 +13,14 @@ three warehouse tables:
   that has left circulation (reach by hops, redeemed, fees, Σ amount × hops).
 
 The next build resumes from that state only when it describes a prefix of today's
-ledger: the tracer's source and the issuer accounts are unchanged (the digest), the
-batches it replayed are still in ``staging.transactions`` exactly as they were appended
-(``audit.appended_batches``: same rows, same model digest, same append time; a rebuilt
-staging table has new append times), and every other row sorts after the last entry
-replayed. Otherwise it replays the whole ledger. Either way the result is the same,
-bit for bit (``tests/unit/test_tracing.py`` proves the resumed replay equals one replay).
+ledger: the source of the tracer and of this module and the issuer accounts are
+unchanged (the digest), the batches it replayed are still in ``staging.transactions``
+exactly as they were appended (``audit.appended_batches``: same rows, same model
+digest, same append time; a rebuilt staging table has new append times), every other
+row sorts after the last entry replayed, day 0 is the same and the tables have the
+layout this version writes. Otherwise it replays the whole ledger. Either way the
+result is the same, bit for bit (``tests/unit/test_tracing.py`` proves a resumed replay
+equals one replay).
 """
 
 from __future__ import annotations
@@ -51,7 +53,6 @@ __all__ = [
 CHECKPOINT = "intermediate.trace_checkpoint"
 CHECKPOINT_LOTS = "intermediate.trace_checkpoint_lots"
 CHECKPOINT_ISSUANCES = "intermediate.trace_checkpoint_issuances"
-_STAGING = "staging.transactions"
 DESCRIPTIONS = {
     CHECKPOINT: (
         "Where the last build's FIFO trace stopped (one row): entries replayed, the last "
@@ -98,8 +99,9 @@ limit 1
 
 @cache
 def _tracer_source() -> bytes:
-    # A change to the tracer may change any lot: it invalidates every stored state.
-    return Path(tracing.__file__).read_bytes()
+    # A change to the tracer may change any lot, and a change to this module the meaning
+    # of a stored column: either invalidates every stored state.
+    return Path(tracing.__file__).read_bytes() + Path(__file__).read_bytes()
 
 
 def _depends_on(con: duckdb.DuckDBPyConnection, order: str) -> str:
