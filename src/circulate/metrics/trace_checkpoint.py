@@ -38,7 +38,7 @@ import polars as pl
 
 from circulate.metrics import tracing
 from circulate.metrics.tracing import REACH_DEPTH, SPELL_BINS, Ledger, TraceState
-from circulate.warehouse.connection import table_exists
+from circulate.warehouse.connection import table_content, table_exists
 from circulate.warehouse.runner import write_frame
 
 __all__ = [
@@ -107,9 +107,7 @@ def _tracer_source() -> bytes:
 def _depends_on(con: duckdb.DuckDBPyConnection, order: str) -> str:
     """Digest of what a replay depends on besides the ledger's rows."""
     digest = hashlib.blake2b(_tracer_source(), digest_size=16)
-    issuers = con.execute(
-        "select count(*), sum(hash(t)::hugeint) from intermediate.issuer_accounts as t"
-    ).fetchall()
+    issuers = table_content(con, "intermediate.issuer_accounts")
     digest.update(repr((order, SPELL_BINS, REACH_DEPTH, issuers)).encode())
     return digest.hexdigest()
 

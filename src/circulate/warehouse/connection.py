@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import duckdb
 
@@ -38,3 +39,11 @@ def table_exists(con: duckdb.DuckDBPyConnection, table: str) -> bool:
         [schema, name],
     ).fetchall()
     return bool(rows[0][0])
+
+
+def table_content(con: duckdb.DuckDBPyConnection, table: str) -> list[tuple[Any, ...]]:
+    """Row count and summed row hashes of ``table``: a figure of its content that ignores
+    row order but not duplicates (``table`` must be the caller's constant, never data)."""
+    return con.execute(
+        f"select count(*), sum(hash(t)::hugeint) from {table} as t"  # noqa: S608
+    ).fetchall()

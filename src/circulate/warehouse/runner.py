@@ -32,7 +32,7 @@ import duckdb
 import polars as pl
 
 from circulate.errors import ConfigurationError
-from circulate.warehouse.connection import table_exists
+from circulate.warehouse.connection import table_content, table_exists
 from circulate.warehouse.schema import LAYERS
 
 _REFERENCE = re.compile(r"\b(" + "|".join(LAYERS) + r")\.([a-z_][a-z0-9_]*)\b")
@@ -354,11 +354,7 @@ def _model_digest(
     for part in (model.sql, repr(sorted(bound.items())), duckdb.__version__, digests.get(source)):
         hasher.update(repr(part).encode())
     for table in sorted(model.reads_any - {source}):
-        # The row hashes are summed, so the figure ignores row order but not duplicates.
-        content = con.execute(
-            f"select count(*), sum(hash(t)::hugeint) from {table} as t"  # noqa: S608
-        ).fetchall()
-        hasher.update(repr((table, content)).encode())
+        hasher.update(repr((table, table_content(con, table))).encode())
     return hasher.hexdigest()
 
 
