@@ -507,7 +507,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.handler(args))
     except CirculateError as error:
         _say(f"circulate: {error}")
-        return 2
+        return error.exit_code
 
 
 if __name__ == "__main__":
