@@ -8,15 +8,18 @@ Hand graphs (weights in currency units; ids are node numbers):
            node loses its two edges: fragility 2/3.
 star       leaves 1, 2, 3, 4 pay centre 0 amounts 1, 2, 3, 4. Every SCC is one node, so
            the giant SCC is node 0 (lowest id on a tie) with no internal volume (share 0);
-           no cycle; coreness 1 everywhere; receipts (0, 0, 0, 0, 10): Gini
-           Σ(2i−n−1)x/(nΣx) = 4·10/(5·10) = 0.8, HHI 1, top-5 share 1; the centre carries
-           all volume: fragility 1.
+           no cycle; coreness 1 everywhere; the centre is the only business receiver
+           (the leaves only pay): receipts (10): Gini 0, HHI 1, top-5 share 1; the
+           centre carries all volume: fragility 1.
 two dyads  0⇄1 with 0→1 = 3, 1→0 = 1 and 2⇄3 with 2 each way. Binary reciprocity 1;
            weighted Σ min / Σ w = (1 + 1 + 2 + 2) / 8 = 0.75. Two SCCs of size 2 and
            volume 4 each: the tie goes to {0, 1}, share 4/8 = 0.5. Two 2-cycles. Undirected
            projection: two edges of weight 4, L = 8, Q = 2·(4/8 − (8/16)²) = 0.5, two
            communities.
 2-cycle    0→1 = 10, 1→0 = 4: weighted reciprocity (4 + 4)/14 = 4/7.
+chain      0→1 = 10, 1→2 = 5, all businesses: 0 only pays, so 2 business receivers with
+           receipts (5, 10): Gini Σ(2i−n−1)x/(nΣx) = (−5 + 10)/(2·15) = 1/6, HHI
+           (1/3)² + (2/3)² = 5/9, top-5 share 1.
 """
 
 from __future__ import annotations
@@ -84,7 +87,8 @@ def test_star_by_hand() -> None:
     assert s["giant_scc_volume_share"] == 0.0 and s["cycle_volume_share"] == 0.0
     assert [s[f"cycles_{k}"] for k in range(2, 6)] == [0, 0, 0, 0]
     assert coreness(graph).tolist() == [1] * 5
-    assert (s["receipts_gini"], s["receipts_hhi"], s["receipts_top5_share"]) == (0.8, 1.0, 1.0)
+    assert s["business_receivers"] == 1
+    assert (s["receipts_gini"], s["receipts_hhi"], s["receipts_top5_share"]) == (0.0, 1.0, 1.0)
     assert s["top_hub"] == 0 and s["fragility_top1"] == 1.0
     in_s, out_s = strengths(STAR)
     assert in_s.tolist() == [1000, 0, 0, 0, 0] and out_s.tolist() == [0, 100, 200, 300, 400]
@@ -100,6 +104,20 @@ def test_two_dyads_by_hand() -> None:
     assert membership.tolist() == [0, 0, 1, 1] and modularity == 0.5
     s = summarise(DYADS, np.ones(4, bool))
     assert s["giant_scc_volume_share"] == 0.5 and s["cycles_2"] == 2 and s["communities"] == 2
+
+
+def test_business_receivers_leave_out_businesses_that_only_paid() -> None:
+    chain = EdgeList.from_arrays(3, [0, 1], [1, 2], [1000, 500])
+    s = summarise(chain, np.array([True] * 3))
+    assert s["business_receivers"] == 2
+    assert s["receipts_gini"] == pytest.approx(1 / 6)
+    assert (s["receipts_hhi"], s["receipts_top5_share"]) == (pytest.approx(5 / 9), 1.0)
+    # Only node 2 is a business: it receives 5, so one receiver holding everything.
+    s = summarise(chain, np.array([False, False, True]))
+    assert (s["business_receivers"], s["receipts_gini"], s["receipts_hhi"]) == (1, 0.0, 1.0)
+    # Only node 0 is a business and it only pays: no receiver, no concentration.
+    s = summarise(chain, np.array([True, False, False]))
+    assert s["business_receivers"] == 0 and s["receipts_gini"] is None
 
 
 def test_weighted_reciprocity_of_an_unequal_two_cycle() -> None:
@@ -236,6 +254,53 @@ def test_random_graphs_agree_with_networkx(seed: int) -> None:
         projected.add_edge(u, v, weight=previous + x)
     groups = [set(np.flatnonzero(membership == c).tolist()) for c in range(membership.max() + 1)]
     assert modularity == pytest.approx(nx.community.modularity(projected, groups, weight="weight"))
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.integers(1, 10).flatmap(
+        lambda n: st.tuples(
+            st.dictionaries(
+                st.tuples(st.integers(0, n - 1), st.integers(0, n - 1)).filter(
+                    lambda e: e[0] != e[1]
+                ),
+                st.integers(1, 10_000),
+                max_size=3 * n,
+            ),
+            st.lists(st.booleans(), min_size=n, max_size=n),
+        )
+    )
+)
+def test_business_receipts_agree_with_networkx(
+    drawn: tuple[dict[tuple[int, int], int], list[bool]],
+) -> None:
+    """Second method: networkx in-degrees by weight, Gini by mean absolute difference."""
+    weights, business = drawn
+    ordered = sorted(weights)
+    edges = EdgeList.from_arrays(
+        len(business),
+        [u for u, _ in ordered],
+        [v for _, v in ordered],
+        [weights[e] for e in ordered],
+    )
+    oracle = nx.DiGraph()
+    oracle.add_nodes_from(range(len(business)))
+    oracle.add_weighted_edges_from((u, v, c) for (u, v), c in weights.items())
+    received = [
+        float(oracle.in_degree(v, weight="weight"))
+        for v in oracle
+        if business[v] and oracle.in_degree(v) > 0
+    ]
+    s = summarise(edges, np.array(business))
+    assert s["business_receivers"] == len(received)
+    if not received:
+        assert s["receipts_gini"] is s["receipts_hhi"] is s["receipts_top5_share"] is None
+        return
+    x = np.array(received)
+    gini = np.abs(x[:, None] - x[None, :]).sum() / (2 * len(x) ** 2 * x.mean())
+    assert s["receipts_gini"] == pytest.approx(gini, abs=1e-12)
+    assert s["receipts_hhi"] == pytest.approx(((x / x.sum()) ** 2).sum())
+    assert s["receipts_top5_share"] == pytest.approx(np.sort(x)[-5:].sum() / x.sum())
 
 
 def _assert_cycles_match_networkx(edges: EdgeList) -> None:
@@ -450,9 +515,10 @@ def _planted_scheme(settings: Settings) -> None:
     Business scope: nodes F1-4, R1-6, W = 11; edges 4 + 10 = 14; volume 2,200; density
     14/110; cycles_4 = 1, all other lengths 0; cycle share = giant SCC share (the ring) =
     200/2,200 = 1/11; top PageRank W (every F sends 4/5 of its outflow there, every R all
-    of it); fragility_top1 = 2,000/2,200 = 10/11. Receipts: R's 0 (×6), F's 50 (×4), W 2,000:
-    HHI = (4·50² + 2000²)/2200² = 4,010,000/4,840,000; Gini = (50·(2+4+6+8) + 2000·10)
-    /(11·2,200) = 21,000/24,200; top-5 share (W + 4 F's) = 1.
+    of it); fragility_top1 = 2,000/2,200 = 10/11. Receipts: the R's only pay, so the
+    business receivers are F1..F4 (50 each) and W (2,000): HHI = (4·50² + 2000²)/2200² =
+    4,010,000/4,840,000; Gini = (50·(−4−2+0+2) + 2000·4)/(5·2,200) = 7,800/11,000;
+    top-5 share (W + 4 F's) = 1.
     Member scope adds P1..P10 and their 10 payments (21 nodes, 24 edges, volume 2,400):
     cycle share 200/2,400, fragility_top1 = 2,000/2,400.
     """
@@ -503,7 +569,7 @@ def test_planted_ring_and_wholesaler_are_found(settings: Settings) -> None:
         11, 14, Decimal("2200.00"), pytest.approx(14 / 110), 0, 0, 1, 0,
         pytest.approx(1 / 11), 4, pytest.approx(1 / 11), 0.0, wholesaler,
         pytest.approx(10 / 11), pytest.approx(4_010_000 / 4_840_000),
-        pytest.approx(21_000 / 24_200), 1.0,
+        pytest.approx(7_800 / 11_000), 1.0,
     )  # fmt: skip
     member_head = (21, 24, Decimal("2400.00"), pytest.approx(24 / 420), 0, 0, 1, 0)
     member_tail = (pytest.approx(200 / 2400), 4, pytest.approx(200 / 2400), 0.0, wholesaler)

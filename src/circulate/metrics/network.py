@@ -28,8 +28,13 @@ Definitions (DESIGN.md §4 "network"; every function below states its own):
   seed ``LEIDEN_SEED``, ``LEIDEN_ITERATIONS`` passes; ids ranked by community size
   (0 = largest).
 - k-core: coreness on the undirected simple projection.
-- concentration of business receipts: Gini, HHI (Σ share²) and top-5 share of the
-  in-strength of business nodes present in the period's graph.
+- business receivers: business nodes of the period's graph with in-strength > 0.
+  Concentration of business receipts: Gini, HHI (Σ share²) and top-5 share of the
+  in-strength of those receivers. A business that only paid is no receiver and is left
+  out: HHI and top-5 share do not change with zeros, but a Gini over every business
+  would count it as maximally unequal and so mix two questions — how unevenly the
+  businesses that sell are paid (the Gini) and how many businesses sell at all
+  (``business_receivers`` against the businesses trading).
 - fragility: share of the period's volume on edges touching the top hub (top 5 hubs), hubs
   ranked by weighted PageRank — the trade that disappears outright if they leave.
 - re-spent share (nodes): member-network out-strength / in-strength, capped at 1; null when
@@ -865,8 +870,10 @@ def summarise(
 ) -> dict[str, Any]:
     """Every whole-graph figure of one (scope, period) graph, keyed as ``SUMMARY_SCHEMA``.
 
-    ``is_business`` flags the nodes whose receipts enter the concentration figures;
-    ``top_hub`` is a node id of ``edges`` (the caller maps it to an account).
+    ``is_business`` flags the business nodes; those that received something
+    (in-strength > 0) are ``business_receivers`` and the only ones whose receipts enter
+    the Gini, HHI and top-5 share (a business that only paid is left out, see the module
+    docstring). ``top_hub`` is a node id of ``edges`` (the caller maps it to an account).
     ``figures`` (of the same ``edges``) are used instead of computing them again.
 
     A 3-cycle of businesses paying 1 each: density 3/6, binary reciprocity 0, one
@@ -877,6 +884,13 @@ def summarise(
     (0.5, 0.0, 1, 1.0)
     >>> round(s["fragility_top1"], 4), s["fragility_top5"], s["receipts_gini"]
     (0.6667, 1.0, 0.0)
+
+    A chain of businesses 0 → 1 → 2 paying 10 and 5: node 0 only paid, so two receivers,
+    with receipts (10, 5): Gini (−1·5 + 1·10) / (2·15) = 1/6.
+
+    >>> s = summarise(EdgeList.from_arrays(3, [0, 1], [1, 2], [1000, 500]), np.ones(3, bool))
+    >>> s["business_receivers"], round(s["receipts_gini"], 4)
+    (2, 0.1667)
     """
     n, m = edges.n, edges.m
     figures = figures or GraphFigures.of(edges)
@@ -891,7 +905,8 @@ def summarise(
     share_known = m > 0 and (exact is not None or not cycles.capped)
     membership, modularity = figures.membership, figures.modularity
     in_s, _ = strengths(edges)
-    receipts = concentration(in_s[is_business])
+    receivers = is_business & (in_s > 0)
+    receipts = concentration(in_s[receivers])
     ranks = figures.pagerank
     hubs = np.lexsort((np.arange(n), -ranks))[:TOP_HUBS] if n else np.zeros(0, np.int64)
     return {
@@ -911,7 +926,7 @@ def summarise(
         "cycles_capped": cycles.capped,
         "communities": int(membership.max()) + 1 if n else 0,
         "modularity": modularity,
-        "business_receivers": int(is_business.sum()),
+        "business_receivers": int(receivers.sum()),
         "receipts_gini": receipts.gini if receipts else None,
         "receipts_hhi": receipts.hhi if receipts else None,
         "receipts_top5_share": receipts.top5_share if receipts else None,
@@ -1265,9 +1280,10 @@ SUMMARY_DESCRIPTION = (
     "of length 2-5 (cycles_capped = enumeration stopped at its bound, the counts of "
     "length 3-5 are lower bounds) and the share of volume on edges lying on at least one "
     "of them (null when the graph is too large for the exact method and the enumeration "
-    "was capped), Leiden communities and modularity, Gini / HHI / "
-    "top-5 share of business receipts, and fragility = share of volume on edges touching "
-    "the top hub (top 5 hubs) by weighted PageRank."
+    "was capped), Leiden communities and modularity, business_receivers (businesses that "
+    "received a transfer in the period) and the Gini / HHI / top-5 share of their receipts "
+    "(businesses that only paid are left out), and fragility = share of volume on edges "
+    "touching the top hub (top 5 hubs) by weighted PageRank."
 )
 
 
