@@ -108,7 +108,11 @@ def test_issuance_from_a_member_is_critical_and_sampled_with_pseudonyms(
     assert [(row["txn_id"], row["source_id"]) for row in sample] == [("T7", ann)]
     assert "ANN" not in failed.unexpected_sample
     assert report.exit_code == 2
-    assert [r.expectation for r in report.critical_failures] == ["issuance_from_issuer"]
+    # Issuing makes ANN an issuer account for the warehouse, so her own rows conflict too.
+    assert [r.expectation for r in report.critical_failures] == [
+        "issuance_from_issuer",
+        "issuer_kind_consistent",
+    ]
 
 
 def test_timestamp_outside_its_file_day_is_a_warning_with_the_hours(settings: Settings) -> None:
@@ -246,6 +250,43 @@ def test_pipeline_stage_blocks_on_critical_and_keeps_results_beside_the_warehous
     # ANN then also counts as an issuer in intermediate.issuer_accounts, so the SQL
     # assertion on balances fails as well; the batch check is the one that names why.
     assert "issuance_from_issuer" in [r.expectation for r in kept.critical_failures]
+
+
+@pytest.mark.parametrize("with_accounts", [True, False])
+def test_a_fee_booked_as_a_transfer_blocks_the_night_before_any_assertion(
+    settings: Settings, with_accounts: bool
+) -> None:
+    """The hand ledger plus T7, ANN paying the issuer 5.00 as a plain transfer (line 5 of
+    2025-01-08.csv). Left alone, ANN's balance would be 5.00 short of the money supply
+    (account_balances_sum_to_supply). The real run stops at validation naming the line,
+    with or without an accounts file listing the issuer; no warehouse assertion runs and
+    nothing is published."""
+    _hand_inbox(settings)
+    if not with_accounts:
+        (settings.inbox / "accounts.csv").unlink()
+    write_export(
+        settings,
+        "2025-01-08.csv",
+        [*HAND_LEDGER[3:], ("T7", "2025-01-08T17:00:00Z", "ANN", "ISSUER", "5.00", "transfer", "")],
+    )
+    evidence = (
+        "is listed as issuer in accounts.csv"
+        if with_accounts
+        else "issues money in exports/2025-01-06.csv line 2"
+    )
+    named = f"exports/2025-01-08.csv line 5: a transfer to an issuer account (it {evidence})"
+    with pytest.raises(ValidationFailed, match="issuer_kind_consistent") as raised:
+        pipeline.run_in_process(settings)
+    assert f"1 of 7 rows unexpected (e.g. {named})" in str(raised.value)
+    assert not settings.warehouse.exists()
+    [kept] = (settings.warehouse.parent / "validation").glob("*.json")
+    report = read_results_file(kept)
+    assert [r.expectation for r in report.critical_failures] == ["issuer_kind_consistent"]
+    assert "warehouse" not in {r.suite for r in report.results}
+    sample = json.loads(report.critical_failures[0].unexpected_sample)
+    assert [(row["txn_id"], row["source_file"], row["source_line"]) for row in sample] == [
+        ("T7", "exports/2025-01-08.csv", 5)
+    ]
 
 
 def test_my_sql_assertions_pass_on_the_hand_ledger_and_catch_tampering(

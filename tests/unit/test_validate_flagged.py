@@ -110,8 +110,9 @@ def _warehouse(
 def _replayed_balances(history: Sequence[Row], batch: Sequence[Row]) -> list[float | None]:
     """Independent replay: every movement of the whole ledger in time order, in Python.
 
-    Returns each batch row's payer balance after paying (``None`` for a payer outside
-    circulation: an issuer, or an account that ever issued or received an outflow).
+    Returns for each batch row the payer's lowest balance from that payment until their
+    next payment in the batch (``None`` for a payer outside circulation: an issuer, or an
+    account that ever issued or received an outflow).
     """
     rows = [("H", i, r) for i, r in enumerate(history)] + [("B", i, r) for i, r in enumerate(batch)]
     outside = {a for a, kind in ACCOUNT_TYPES.items() if kind == "issuer"}
@@ -126,13 +127,20 @@ def _replayed_balances(history: Sequence[Row], batch: Sequence[Row]) -> list[flo
         if source not in outside:
             movements.append((source, at, txn_id, -Decimal(amount)))
     balances: dict[str, Decimal] = defaultdict(Decimal)
-    after: dict[str, Decimal] = {}
+    latest_batch_payment: dict[str, str] = {}
+    lowest: dict[str, Decimal] = {}
     # Same order as the SQL: time, then txn_id, then money in before money out.
     for account, _at, txn_id, delta in sorted(movements, key=lambda m: (m[1], m[2], -m[3])):
         balances[account] += delta
-        if delta < 0:
-            after[txn_id] = balances[account]
-    return [float(after[f"B{i:03d}"]) if f"B{i:03d}" in after else None for i in range(len(batch))]
+        if delta < 0 and txn_id.startswith("B"):
+            latest_batch_payment[account] = txn_id
+            lowest[txn_id] = balances[account]
+        elif delta < 0 and account in latest_batch_payment:
+            owner = latest_batch_payment[account]
+            lowest[owner] = min(lowest[owner], balances[account])
+    return [
+        float(lowest[f"B{i:03d}"]) if f"B{i:03d}" in lowest else None for i in range(len(batch))
+    ]
 
 
 ROWS = st.tuples(
@@ -202,7 +210,7 @@ def test_payer_balance_matches_a_replay_of_the_whole_ledger(
     assume(any(row[5] == "transfer" for row in batch))
     con = _warehouse(history, batch)
     frame = load_frames(con, "b", timezone=TIMEZONE, history_days=28).frames["transactions"]
-    by_txn = dict(zip(frame["txn_id"], frame["payer_balance_after"], strict=True))
+    by_txn = dict(zip(frame["txn_id"], frame["payer_lowest_balance"], strict=True))
     got = [by_txn[f"B{i:03d}"] for i in range(len(batch))]
     expected = _replayed_balances(history, batch)
     assert [None if g != g else g for g in got] == expected  # NaN (no payer) as None
@@ -224,7 +232,7 @@ def test_opening_balance_comes_from_earlier_nights() -> None:
     frames = load_frames(con, "b", timezone=TIMEZONE, history_days=28, checks=_transaction_checks())
     transactions = frames.frames["transactions"]
     assert list(transactions["txn_id"]) == ["B000"]  # BEN's payment breaks nothing
-    assert transactions["payer_balance_after"].tolist() == [-10.0]
+    assert transactions["payer_lowest_balance"].tolist() == [-10.0]
     assert frames.flagged_counts["payer_never_overdrawn"] == 1
     assert frames.row_counts["transactions"] == 2
     results = {
@@ -234,17 +242,40 @@ def test_opening_balance_comes_from_earlier_nights() -> None:
     assert results["payer_never_overdrawn"].observed_value == "1 of 2 rows unexpected (e.g. -10)"
 
 
-def test_a_late_row_is_replayed_before_the_history_that_follows_it() -> None:
+def test_a_late_row_that_overdraws_a_later_payment_on_file_is_named() -> None:
     """History: ANN gets 40.00 on day 0 and pays 30.00 on day 2. Tonight a late file for
-    day 1 has ANN paying 25.00: in time order 40 - 25 = 15 (fine for that payment; the
-    day-2 payment it makes impossible is history, found by the warehouse assertion)."""
+    day 1 has ANN paying 25.00: in time order 40 - 25 = 15 after it, then 15 - 30 = -15 at
+    the day-2 payment. That payment is history, so the late row answers for it (-15),
+    before sql/tests/account_balances_never_negative.sql can trip on it."""
     history = [
         (0, 600, "ISSUER", "ANN", "40.00", "issuance"),
         (2, 600, "ANN", "CAFE", "30.00", "transfer"),
     ]
     con = _warehouse(history, [(1, 600, "ANN", "BEN", "25.00", "transfer")])
+    frames = load_frames(con, "b", timezone=TIMEZONE, history_days=28, checks=_transaction_checks())
+    assert frames.frames["transactions"]["payer_lowest_balance"].tolist() == [-15.0]
+    results = {
+        r.expectation: r
+        for r in run_checks(frames, _transaction_checks(), run_id="r", batch_id="b", now=NOW)
+    }
+    assert results["payer_never_overdrawn"].observed_value == "1 of 1 rows unexpected (e.g. -15)"
+
+
+def test_each_batch_payment_answers_only_up_to_the_payers_next_one() -> None:
+    """ANN gets 40.00 (day 0) and, on file, pays 30.00 on day 2. Tonight: 5.00 on day 1
+    (35 left; the day-2 payment leaves 5, the lowest until her next batch payment) and
+    10.00 on day 3 (5 - 10 = -5). Only the day-3 payment overdraws."""
+    history = [
+        (0, 600, "ISSUER", "ANN", "40.00", "issuance"),
+        (2, 600, "ANN", "CAFE", "30.00", "transfer"),
+    ]
+    batch = [
+        (1, 600, "ANN", "BEN", "5.00", "transfer"),
+        (3, 600, "ANN", "BEN", "10.00", "transfer"),
+    ]
+    con = _warehouse(history, batch)
     frame = load_frames(con, "b", timezone=TIMEZONE, history_days=28).frames["transactions"]
-    assert frame["payer_balance_after"].tolist() == [15.0]
+    assert frame["payer_lowest_balance"].tolist() == [5.0, -5.0]
 
 
 def test_a_sql_condition_that_disagrees_with_its_expectation_stops_the_run() -> None:
@@ -330,3 +361,125 @@ def test_hand_ledger_reaches_great_expectations_as_an_empty_frame(published: Set
     assert frames.frames["transactions"].empty
     assert frames.row_counts["transactions"] == len(HAND_LEDGER)
     assert set(frames.flagged_counts.values()) == {0}
+
+
+#: (history, batch, with_accounts, the flagged batch rows' issuer_role_problem in order).
+#: Lines: history first, from line 2 (see _warehouse); files are ``<batch>-<day>.csv``.
+ISSUER_ROLE_CASES = {
+    # The issue's case: a fee booked as a plain payment, no accounts file (inferred issuer).
+    "transfer to the issuer": (
+        [(0, 600, "ISSUER", "ANN", "40.00", "issuance")],
+        [(1, 600, "ANN", "ISSUER", "5.00", "transfer")],
+        False,
+        ["b-1.csv line 3: a transfer to an issuer account (it issues money in h-0.csv line 2)"],
+    ),
+    "transfer from the issuer": (
+        [(0, 600, "ISSUER", "ANN", "40.00", "issuance")],
+        [(1, 600, "ISSUER", "BEN", "5.00", "transfer")],
+        False,
+        ["b-1.csv line 3: a transfer from an issuer account (it issues money in h-0.csv line 2)"],
+    ),
+    # A fee refunded as a reversal: the issuer is known only from the fee.
+    "reversal from the issuer": (
+        [(0, 600, "ANN", "ISSUER", "1.00", "fee")],
+        [(1, 600, "ISSUER", "ANN", "1.00", "reversal")],
+        False,
+        ["b-1.csv line 3: a reversal from an issuer account (it takes a fee in h-0.csv line 2)"],
+    ),
+    "reversal to the issuer": (
+        [(0, 600, "ISSUER", "ANN", "40.00", "issuance")],
+        [(1, 600, "ANN", "ISSUER", "5.00", "reversal")],
+        True,
+        [
+            "b-1.csv line 3: a reversal to an issuer account "
+            "(it is listed as issuer in accounts.csv)"
+        ],
+    ),
+    "issuance to an issuer account": (
+        [],
+        [(0, 600, "DAN", "ISSUER", "10.00", "issuance")],
+        True,
+        [
+            "b-0.csv line 2: an issuance to an issuer account "
+            "(it is listed as issuer in accounts.csv)"
+        ],
+    ),
+    "redemption and fee from an issuer account": (
+        [(0, 600, "ISSUER", "ANN", "40.00", "issuance")],
+        [(1, 600, "ISSUER", "DAN", "4.00", "redemption"), (1, 660, "ISSUER", "DAN", "1.00", "fee")],
+        False,
+        [
+            "b-1.csv line 3: a redemption from an issuer account (it issues money in h-0.csv "
+            "line 2)",
+            "b-1.csv line 4: a fee from an issuer account (it issues money in h-0.csv line 2)",
+        ],
+    ),
+    # BEN was a member on file; tonight's redemption makes him an issuer, which turns the
+    # transfer he received into a conflict: the row to name is tonight's.
+    "redemption to a member on file": (
+        [
+            (0, 600, "ISSUER", "ANN", "40.00", "issuance"),
+            (0, 700, "ANN", "BEN", "10.00", "transfer"),
+        ],
+        [(1, 600, "ANN", "BEN", "5.00", "redemption")],
+        False,
+        [
+            "b-1.csv line 4: a redemption to an account that is a member elsewhere "
+            "(a transfer in h-0.csv line 3)"
+        ],
+    ),
+    "issuance from a member on file": (
+        [(0, 600, "ISSUER", "ANN", "40.00", "issuance")],
+        [(1, 600, "ANN", "BEN", "5.00", "issuance")],
+        False,
+        [
+            "b-1.csv line 3: an issuance from an account that is a member elsewhere "
+            "(an issuance in h-0.csv line 2)"
+        ],
+    ),
+    # Within the batch the member-side row is named, with the row that makes it an issuer.
+    "redemption to a member in the batch": (
+        [(0, 600, "ISSUER", "ANN", "40.00", "issuance")],
+        [
+            (1, 600, "ANN", "CAFE", "10.00", "transfer"),
+            (1, 700, "ANN", "CAFE", "5.00", "redemption"),
+        ],
+        False,
+        [
+            "b-1.csv line 3: a transfer to an issuer account (it takes a redemption in b-1.csv "
+            "line 4)"
+        ],
+    ),
+    "clean night": (
+        [(0, 600, "ISSUER", "ANN", "40.00", "issuance")],
+        [
+            (1, 600, "ISSUER", "BEN", "5.00", "issuance"),
+            (1, 700, "ANN", "BEN", "10.00", "transfer"),
+            (1, 800, "BEN", "ANN", "2.00", "reversal"),
+            (1, 900, "BEN", "ISSUER", "1.00", "fee"),
+            (1, 950, "ANN", "ISSUER", "3.00", "redemption"),
+        ],
+        False,
+        [],
+    ),
+}
+
+
+@pytest.mark.parametrize("case", ISSUER_ROLE_CASES)
+def test_every_issuer_kind_mismatch_is_named_by_file_and_line(case: str) -> None:
+    """Each mismatch that would make member balances differ from the money supply (the
+    issuer set is the warehouse's: listed, or issuing or taking an outflow anywhere)."""
+    history, batch, with_accounts, problems = ISSUER_ROLE_CASES[case]
+    con = _warehouse(history, batch, with_accounts=with_accounts)
+    checks = _transaction_checks()
+    frames = load_frames(con, "b", timezone=TIMEZONE, history_days=28, checks=checks)
+    flagged = frames.frames["transactions"]
+    assert flagged["issuer_role_problem"].dropna().tolist() == problems
+    result = {
+        r.expectation: r for r in run_checks(frames, checks, run_id="r", batch_id="b", now=NOW)
+    }["issuer_kind_consistent"]
+    assert (result.status, result.severity) == ("failed" if problems else "passed", "critical")
+    expected = f"{len(problems)} of {len(batch)} rows unexpected"
+    if problems:
+        expected += " (e.g. " + ", ".join(problems) + ")"
+    assert result.observed_value == expected

@@ -49,7 +49,7 @@ accounts as (
     select account_id, account_type from raw.accounts
 ),
 
-issuers as (
+listed_issuers as (
     select account_id from accounts where account_type = 'issuer'
 ),
 
@@ -57,14 +57,129 @@ repeated_txn_ids as (
     select txn_id from batch group by txn_id having count(*) > 1
 ),
 
--- The ledger replay of sql/tests/account_balances_never_negative.sql, on raw rows, so an
--- overdrawn member is caught before the models (and the money tracer) are built.
-outside_circulation as (
-    select account_id from issuers
+-- The warehouse's issuer set (sql/intermediate/issuer_accounts.sql) over the whole raw
+-- ledger, this batch included: listed as issuer, or issuing, or taking a redemption or fee
+-- anywhere. Their balances are outside circulation, so a row that moves money between one
+-- of them and a member without being an issuance, redemption or fee breaks the balances.
+issuer_accounts as (
+    select account_id from listed_issuers
     union select source_id from raw.transactions where kind = 'issuance'
     union select target_id from raw.transactions where kind in ('redemption', 'fee')
 ),
 
+-- Batch rows that put an issuer account on a member's side: a transfer or reversal from
+-- or to it, an issuance to it, a redemption or fee from it.
+role_conflicts as (
+    select ledger_row, kind, issuer_id, direction
+    from (
+        select
+            ledger_row,
+            kind,
+            case
+                when kind in ('transfer', 'reversal', 'redemption', 'fee')
+                    and source_id in (select account_id from issuer_accounts) then source_id
+                when kind in ('transfer', 'reversal', 'issuance')
+                    and target_id in (select account_id from issuer_accounts) then target_id
+            end as issuer_id,
+            case
+                when kind in ('transfer', 'reversal', 'redemption', 'fee')
+                    and source_id in (select account_id from issuer_accounts) then 'from'
+                else 'to'
+            end as direction
+        from batch
+    )
+    where issuer_id is not null
+),
+
+-- Why each of those accounts is an issuer, for the message: the listing, else its
+-- earliest issuance, redemption or fee.
+issuer_evidence as (
+    select account_id, arg_min(evidence, (listing_first, occurred_at, txn_id, line)) as evidence
+    from (
+        select account_id, 'is listed as issuer in ' || source_file as evidence,
+            0 as listing_first, null::timestamptz as occurred_at, null as txn_id, null as line
+        from raw.accounts
+        where account_type = 'issuer'
+            and account_id in (select issuer_id from role_conflicts)
+        union all
+        select
+            case when kind = 'issuance' then source_id else target_id end,
+            case when kind = 'issuance' then 'issues money' else 'takes a ' || kind end
+                || ' in ' || source_file || ' line ' || source_line,
+            1, occurred_at, txn_id, source_line
+        from raw.transactions
+        where (kind = 'issuance' and source_id in (select issuer_id from role_conflicts))
+            or (kind in ('redemption', 'fee')
+                and target_id in (select issuer_id from role_conflicts))
+    )
+    group by account_id
+),
+
+-- Accounts this batch makes issuers that no row outside it does, and the earliest row
+-- outside the batch where each acts as a member: the batch's issuance, redemption or fee
+-- turns that older row into a conflict, which the batch alone would not show.
+new_issuers as (
+    select case when kind = 'issuance' then source_id else target_id end as account_id
+    from batch
+    where kind in ('issuance', 'redemption', 'fee')
+    except (
+        select source_id from raw.transactions
+        where kind = 'issuance' and batch_id <> $batch_id
+        union
+        select target_id from raw.transactions
+        where kind in ('redemption', 'fee') and batch_id <> $batch_id
+    )
+),
+
+member_rows_elsewhere as (
+    select
+        account_id,
+        arg_min(
+            (case when kind = 'issuance' then 'an ' else 'a ' end) || kind || ' in '
+                || source_file || ' line ' || source_line,
+            (occurred_at, txn_id, source_line)
+        ) as member_row
+    from (
+        select source_id as account_id, kind, source_file, source_line, occurred_at, txn_id
+        from raw.transactions
+        where batch_id <> $batch_id and kind in ('transfer', 'reversal', 'redemption', 'fee')
+            and source_id in (select account_id from new_issuers)
+        union all
+        select target_id, kind, source_file, source_line, occurred_at, txn_id
+        from raw.transactions
+        where batch_id <> $batch_id and kind in ('transfer', 'reversal', 'issuance')
+            and target_id in (select account_id from new_issuers)
+    )
+    group by account_id
+),
+
+issuer_role_problems as (
+    select
+        batch.ledger_row,
+        coalesce(
+            case when role_conflicts.ledger_row is not null then
+                (case when batch.kind = 'issuance' then 'an ' else 'a ' end) || batch.kind
+                || ' ' || role_conflicts.direction || ' an issuer account (it '
+                || issuer_evidence.evidence || ')'
+            end,
+            case when member_rows_elsewhere.account_id is not null then
+                (case when batch.kind = 'issuance' then 'an issuance from' else 'a '
+                    || batch.kind || ' to' end)
+                || ' an account that is a member elsewhere ('
+                || member_rows_elsewhere.member_row || ')'
+            end
+        ) as problem
+    from batch
+    left join role_conflicts on role_conflicts.ledger_row = batch.ledger_row
+    left join issuer_evidence on issuer_evidence.account_id = role_conflicts.issuer_id
+    left join member_rows_elsewhere on batch.kind in ('issuance', 'redemption', 'fee')
+        and member_rows_elsewhere.account_id
+            = case when batch.kind = 'issuance' then batch.source_id else batch.target_id end
+    where role_conflicts.ledger_row is not null or member_rows_elsewhere.account_id is not null
+),
+
+-- The ledger replay of sql/tests/account_balances_never_negative.sql, on raw rows, so an
+-- overdrawn member is caught before the models (and the money tracer) are built.
 -- Only the batch's payers need a balance, and only from their first payment in the batch
 -- on: what they did before is one sum (the opening balance), not a replay. On a night
 -- that adds a day to a long history this replays days, not years. Payers and ledger rows
@@ -75,7 +190,7 @@ batch_payers as (
         min(occurred_at) as replay_from,
         row_number() over () as payer_key
     from batch
-    where source_id not in (select account_id from outside_circulation)
+    where source_id not in (select account_id from issuer_accounts)
     group by source_id
 ),
 
@@ -99,37 +214,48 @@ opening as (
 
 replayed_movements as (
     select ledger.rowid as ledger_row, ledger.txn_id, ledger.occurred_at,
-        batch_payers.payer_key, ledger.amount as delta
+        batch_payers.payer_key, ledger.amount as delta, false as batch_payment
     from raw.transactions as ledger
     join batch_payers on batch_payers.account_id = ledger.target_id
     where ledger.occurred_at >= batch_payers.replay_from
     union all
     select ledger.rowid as ledger_row, ledger.txn_id, ledger.occurred_at,
-        batch_payers.payer_key, -ledger.amount as delta
+        batch_payers.payer_key, -ledger.amount as delta,
+        ledger.batch_id = $batch_id as batch_payment
     from raw.transactions as ledger
     join batch_payers on batch_payers.account_id = ledger.source_id
     where ledger.occurred_at >= batch_payers.replay_from
 ),
 
+-- A batch payment answers for the payer's balance from it up to their next payment in the
+-- batch: a late row can leave enough for itself yet overdraw a later payment already on
+-- file, and that later payment is not in the batch to be flagged.
 replay as (
     select
         movements.ledger_row,
         movements.delta,
-        coalesce(opening.balance, 0) + sum(movements.delta) over (
-            partition by movements.payer_key
-            order by movements.occurred_at, movements.txn_id, movements.delta desc
-            rows unbounded preceding
-        ) as running_balance
+        movements.batch_payment,
+        movements.payer_key,
+        coalesce(opening.balance, 0) + sum(movements.delta) over in_time_order
+            as running_balance,
+        count(*) filter (where movements.batch_payment) over in_time_order as batch_segment
     from replayed_movements as movements
     left join opening on opening.payer_key = movements.payer_key
+    window in_time_order as (
+        partition by movements.payer_key
+        order by movements.occurred_at, movements.txn_id, movements.delta desc
+        rows unbounded preceding
+    )
 ),
 
--- The payment's own movement: a ledger row moves money out of one account only.
+-- Only payments lower a balance; a ledger row moves money out of one account only.
 payer_balance as (
-    select ledger_row, min(running_balance) as balance_after
+    select
+        max(ledger_row) filter (where batch_payment) as ledger_row,
+        min(running_balance) as lowest_balance
     from replay
-    where delta < 0
-    group by ledger_row
+    where delta < 0 and batch_segment > 0
+    group by payer_key, batch_segment
 ),
 
 checked as (
@@ -152,14 +278,18 @@ checked as (
         source_account.account_type as source_account_type,
         target_account.account_type as target_account_type,
         case when batch.kind = 'issuance'
-            then batch.source_id in (select account_id from issuers) end
+            then batch.source_id in (select account_id from listed_issuers) end
             as issuance_from_issuer,
         case when batch.kind in ('redemption', 'fee')
-            then batch.target_id in (select account_id from issuers) end as outflow_to_issuer,
-        cast(payer_balance.balance_after as double) as payer_balance_after,
+            then batch.target_id in (select account_id from listed_issuers) end
+            as outflow_to_issuer,
+        cast(payer_balance.lowest_balance as double) as payer_lowest_balance,
+        batch.source_file || ' line ' || batch.source_line || ': '
+            || issuer_role_problems.problem as issuer_role_problem,
         batch.txn_id in (select txn_id from repeated_txn_ids) as txn_id_repeated
     from batch
     left join payer_balance on payer_balance.ledger_row = batch.ledger_row
+    left join issuer_role_problems on issuer_role_problems.ledger_row = batch.ledger_row
     left join files on files.file_name = batch.source_file
     left join accounts as source_account on source_account.account_id = batch.source_id
     left join accounts as target_account on target_account.account_id = batch.target_id
@@ -171,9 +301,9 @@ select * from checked where {flagged}
 #: The columns of the ``transactions`` frame, in batch order (file, then line).
 _TRANSACTION_FRAME = """
 select
-    txn_id, source_file, occurred_at, source_id, target_id, amount, kind, export_day,
-    hours_outside_export_day, source_account_type, target_account_type,
-    issuance_from_issuer, outflow_to_issuer, payer_balance_after
+    txn_id, source_file, source_line, occurred_at, source_id, target_id, amount, kind,
+    export_day, hours_outside_export_day, source_account_type, target_account_type,
+    issuance_from_issuer, outflow_to_issuer, issuer_role_problem, payer_lowest_balance
 from validation_flagged
 order by source_file, source_line
 """

@@ -38,6 +38,9 @@ from great_expectations.expectations.core.expect_column_values_to_be_between imp
 from great_expectations.expectations.core.expect_column_values_to_be_in_set import (
     ExpectColumnValuesToBeInSet,
 )
+from great_expectations.expectations.core.expect_column_values_to_be_null import (
+    ExpectColumnValuesToBeNull,
+)
 from great_expectations.expectations.core.expect_column_values_to_be_unique import (
     ExpectColumnValuesToBeUnique,
 )
@@ -66,7 +69,15 @@ CONTRACT_TYPES: dict[str, str] = {
 }
 
 #: Columns shown for an unexpected transaction: pseudonymised ids and provenance only.
-TRANSACTION_SAMPLE = ("txn_id", "source_file", "occurred_at", "source_id", "target_id", "amount")
+TRANSACTION_SAMPLE = (
+    "txn_id",
+    "source_file",
+    "source_line",
+    "occurred_at",
+    "source_id",
+    "target_id",
+    "amount",
+)
 
 
 @dataclass(frozen=True)
@@ -277,16 +288,37 @@ def batch_checks(thresholds: ValidationThresholds) -> list[Check]:
             unexpected_rows_sql="not outflow_to_issuer",
         ),
         Check(
+            name="issuer_kind_consistent",
+            frame="transactions",
+            severity="critical",
+            # No accounts file needed: the issuers are the warehouse's own set (listed, or
+            # issuing, redeeming or taking fees anywhere in the ledger), the set whose
+            # balances sql/tests/account_balances_sum_to_supply.sql leaves out.
+            make=lambda: ExpectColumnValuesToBeNull(column="issuer_role_problem"),
+            description="money passes between an issuer account and a member only as an "
+            "issuance (to the member) or a redemption or fee (to the issuer); issuer accounts "
+            "are those listed as issuer in accounts.csv or issuing money or taking a "
+            "redemption or fee anywhere in the ledger",
+            fix="rebook each named line in the export: a payment to the issuer (a fee or a "
+            "cash-out) as fee or redemption, a payment from the issuer (a top-up or a "
+            "refund) as issuance; if the account is a member, correct the row that makes it "
+            "an issuer (named in brackets) or its type in accounts.csv; then re-run",
+            sample_columns=(*TRANSACTION_SAMPLE, "kind", "issuer_role_problem"),
+            unexpected_rows_sql="issuer_role_problem is not null",
+        ),
+        Check(
             name="payer_never_overdrawn",
             frame="transactions",
             severity="critical",
-            make=lambda: ExpectColumnValuesToBeBetween(column="payer_balance_after", min_value=0),
+            make=lambda: ExpectColumnValuesToBeBetween(column="payer_lowest_balance", min_value=0),
             description="no member pays more than they hold, replaying the whole ledger in "
-            "time order",
+            "time order (payer_lowest_balance: the payer's lowest balance from the payment "
+            "up to their next payment in the batch, so a late payment that overdraws a later "
+            "one already on file is named too)",
             fix="a payment with no money behind it: an earlier export is missing or wrong; "
             "ask the scheme for the missing rows and re-run",
-            sample_columns=(*TRANSACTION_SAMPLE, "payer_balance_after"),
-            unexpected_rows_sql="payer_balance_after < 0",
+            sample_columns=(*TRANSACTION_SAMPLE, "payer_lowest_balance"),
+            unexpected_rows_sql="payer_lowest_balance < 0",
         ),
         Check(
             name="files_readable",
