@@ -12,6 +12,10 @@ from pathlib import Path
 
 import pytest
 
+from circulate import pipeline
+from circulate.errors import ValidationFailed
+from circulate.validate.store import read_results_file
+from tests.conftest import settings_in
 from tests.unit.ingest_helpers import ingest_in_memory
 
 CORPUS = Path(__file__).parent.parent / "fixtures" / "hostile"
@@ -55,6 +59,32 @@ EXPECTED: dict[str, tuple[int, int, int, int, str]] = {
     "34_unterminated_quote.csv": (2, 1, 0, 1, "loaded"),  # last line never closes "
     "35_header_repeated_in_body.csv": (3, 2, 0, 1, "loaded"),  # header row mid-file
     "36_quote_opened_mid_file.csv": (4, 1, 0, 3, "loaded"),  # " opens on line 3 of 5
+    # Issuer/kind mismatches parse and load: validation names them (see below).
+    "37_transfer_to_issuer.csv": (2, 2, 0, 0, "loaded"),
+    "38_reversal_from_issuer.csv": (3, 3, 0, 0, "loaded"),
+    "39_issuance_to_issuer.csv": (3, 3, 0, 0, "loaded"),
+    "40_fee_from_issuer.csv": (2, 2, 0, 0, "loaded"),
+    "41_redemption_to_member.csv": (3, 3, 0, 0, "loaded"),
+}
+
+# file: (rows, the line issuer_kind_consistent names and why), worked out by hand. With
+# no accounts file, the issuers are the accounts that issue or take redemptions or fees.
+ISSUER_KIND_MISMATCHES: dict[str, tuple[int, str]] = {
+    "37_transfer_to_issuer.csv": (2, "line 3: a transfer to an issuer account (it issues money"),
+    "38_reversal_from_issuer.csv": (
+        3,
+        "line 4: a reversal from an issuer account (it issues money",
+    ),
+    "39_issuance_to_issuer.csv": (
+        3,
+        "line 4: an issuance to an issuer account (it takes a redemption",
+    ),
+    "40_fee_from_issuer.csv": (2, "line 3: a fee from an issuer account (it issues money"),
+    # SHOP "redeems" on line 4, so the transfer it received on line 3 conflicts.
+    "41_redemption_to_member.csv": (
+        3,
+        "line 3: a transfer to an issuer account (it takes a redemption",
+    ),
 }
 
 
@@ -122,3 +152,25 @@ def test_a_huge_field_is_quarantined_not_fatal(tmp_path: Path, size: int) -> Non
     _, [result] = ingest_in_memory(inbox, tmp_path / "private")
     assert (result.rows_in, result.rows_loaded, result.rows_quarantined) == (3, 2, 1)
     assert result.reasons == {"line longer than the limit": 1}
+
+
+@pytest.mark.parametrize("name", ISSUER_KIND_MISMATCHES)
+def test_an_issuer_kind_mismatch_blocks_the_night_naming_file_and_line(
+    name: str, tmp_path: Path
+) -> None:
+    """The real run on the file alone: validation blocks it with issuer_kind_consistent
+    naming the line, so account_balances_sum_to_supply (which the row would trip) never
+    runs, and nothing is published."""
+    rows, why = ISSUER_KIND_MISMATCHES[name]
+    settings = settings_in(tmp_path)
+    (settings.inbox / "exports").mkdir()
+    shutil.copy(CORPUS / name, settings.inbox / "exports" / name)
+    with pytest.raises(ValidationFailed) as raised:
+        pipeline.run_in_process(settings)
+    named = f"issuer_kind_consistent: 1 of {rows} rows unexpected (e.g. exports/{name} {why}"
+    assert named in str(raised.value)
+    assert not settings.warehouse.exists()
+    [kept] = (settings.warehouse.parent / "validation").glob("*.json")
+    report = read_results_file(kept)
+    assert [r.expectation for r in report.critical_failures] == ["issuer_kind_consistent"]
+    assert "warehouse" not in {r.suite for r in report.results}
