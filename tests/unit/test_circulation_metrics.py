@@ -42,6 +42,7 @@ from hypothesis import strategies as st
 
 from circulate import pipeline
 from circulate.generate import GroundTruth, generate_scheme
+from circulate.metrics import trace_checkpoint, tracing
 from circulate.metrics.circulation import (
     bootstrap_ratio_interval,
     period_of_day,
@@ -405,5 +406,29 @@ def test_stored_trace_state_round_trips_and_refuses_another_ledger(settings: Set
         assert read_checkpoint(con, ledger, "lifo") is None
         con.execute("alter table intermediate.trace_checkpoint drop column days")
         assert read_checkpoint(con, ledger) is None  # stored by another version
+    finally:
+        con.close()
+
+
+def test_stored_trace_state_of_another_tracer_is_refused(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Lots stored by a tracer with other code (such as another order of a payment's
+    pieces) may sit in another order: the digest of the tracer's source refuses them."""
+    for name, rows in HAND_EXPORTS.items():
+        write_export(settings, name, rows)
+    write_csv(
+        settings.inbox / "accounts.csv",
+        ("account_id", "account_type", "sector", "area", "joined_at"),
+        [("ISSUER", "issuer", "", "", "2024-12-01")],
+    )
+    con = connect(build(settings))
+    try:
+        ledger = load_ledger(con)
+        assert read_checkpoint(con, ledger) is not None
+        source = Path(tracing.__file__).read_bytes() + Path(trace_checkpoint.__file__).read_bytes()
+        assert trace_checkpoint._tracer_source() == source
+        monkeypatch.setattr(trace_checkpoint, "_tracer_source", lambda: source + b"# edited")
+        assert read_checkpoint(con, ledger) is None
     finally:
         con.close()

@@ -39,6 +39,16 @@ Spells (amount × hours): 60×3, 40×27, 30×3, 60×27, 20×3, 40×48, 60×21, 2
 
 LIFO differs at T05: it takes ANN's newest lot first (50 o3, then 20 o1), so ANN keeps
 20 of o1 (issued d1) at h0 instead of 20 of o3 (issued d2).
+
+Where the pieces of one payment land (``test_lifo_payment_lands_with_the_newest_piece_on_top``):
+L1 ISSUER→ANN 10 (o1), L2 ISSUER→BEN 10 (o2), L3 BEN→ANN 10, L4 ANN→CAFE 20,
+L5 CAFE→SHOP 10, an hour apart. After L3 ANN holds [10 o1 h0, 10 o2 h1] (bottom to top).
+LIFO L4 takes o2 first, then o1; the payment lands with the payer's newest piece on top:
+CAFE [10 o1 h1, 10 o2 h2]. L5 takes CAFE's top, o2, to SHOP at h3. End: o1 10 held at h1,
+o2 10 held at h3; reach ≥0 20, ≥1 20, ≥2 10, ≥3 10: LM3 = 50 / 20 = 2.5, LM4 = 3.0.
+(Stacking the pieces in the order taken would put o1 on top, L5 would move o1 and both
+end at h2: LM3 = 60 / 20 = 3.0.) FIFO: L4 takes o1 then o2, CAFE [10 o1 h1, 10 o2 h2],
+L5 takes o1 to SHOP: both at h2, LM3 = 3.0.
 """
 
 from __future__ import annotations
@@ -46,6 +56,7 @@ from __future__ import annotations
 from datetime import UTC, date, datetime
 
 import numpy as np
+import numpy.typing as npt
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -151,6 +162,53 @@ def test_lifo_differs_where_it_should(hand: Ledger) -> None:
     assert lifo.equals(trace_reference(hand, "lifo"))
 
 
+FORWARDED = [
+    ("L1", "2025-01-06T09:00", "issuance", "ISSUER", "ANN", 10),
+    ("L2", "2025-01-06T10:00", "issuance", "ISSUER", "BEN", 10),
+    ("L3", "2025-01-06T11:00", "transfer", "BEN", "ANN", 10),
+    ("L4", "2025-01-06T12:00", "transfer", "ANN", "CAFE", 20),
+    ("L5", "2025-01-06T13:00", "transfer", "CAFE", "SHOP", 10),
+]
+
+
+def test_lifo_payment_lands_with_the_newest_piece_on_top() -> None:
+    """The five rows worked in the module docstring."""
+    ledger = ledger_of(FORWARDED)
+    after_l4 = replay(first_rows(ledger, 4), "lifo")
+    cafe = after_l4.open_lots[after_l4.open_account == ACCOUNTS["CAFE"]]
+    assert cafe[:, [0, 2, 3]].tolist() == [[1_000, 0, 1], [1_000, 1, 2]]  # bottom to top
+    lifo = trace(ledger, "lifo")
+    assert lifo.origin_reach[:, :4].tolist() == [[1_000, 1_000, 0, 0], [1_000, 1_000, 1_000, 1_000]]
+    reach = lifo.origin_reach.sum(axis=0)
+    assert (local_multiplier(reach, 3), local_multiplier(reach, 4)) == (2.5, 3.0)
+    assert lifo.equals(trace_reference(ledger, "lifo"))
+    fifo = trace(ledger, "fifo")
+    assert local_multiplier(fifo.origin_reach.sum(axis=0), 3) == 3.0
+    assert fifo.equals(trace_reference(ledger, "fifo"))
+
+
+def test_lifo_pieces_of_a_payment_stay_in_order_beside_a_same_second_payment() -> None:
+    """T3 and T4 leave ANN at the same second with pieces of the same origin and hops.
+
+    ANN holds [10 o1, 10 o2]. LIFO T3 moves 5 o2 to CAFE; T4 moves 5 o2 then 5 o1, landing
+    as [5 o1, 5 o2] above T3's piece: CAFE [5 o2, 5 o1, 5 o2], all h1 at 10:00. T4's first
+    piece equals CAFE's top lot (same arrival, origin, hops) but must not join it, or o1
+    would end on top. T5 moves CAFE's top, o2, on to SHOP: o1 reaches h1, o2 h2 (5 of it).
+    """
+    ledger = ledger_of(
+        [
+            ("T1", "2025-01-06T09:00", "issuance", "ISSUER", "ANN", 10),
+            ("T2", "2025-01-06T09:30", "issuance", "ISSUER", "ANN", 10),
+            ("T3", "2025-01-06T10:00", "transfer", "ANN", "CAFE", 5),
+            ("T4", "2025-01-06T10:00", "transfer", "ANN", "CAFE", 10),
+            ("T5", "2025-01-06T11:00", "transfer", "CAFE", "SHOP", 5),
+        ]
+    )
+    lifo = trace(ledger, "lifo")
+    assert lifo.origin_reach[:, :3].tolist() == [[1_000, 500, 0], [1_000, 1_000, 500]]
+    assert lifo.equals(trace_reference(ledger, "lifo"))
+
+
 def test_reference_matches_kernel_by_hand(hand: Ledger) -> None:
     assert trace(hand).equals(trace_reference(hand))
 
@@ -188,7 +246,9 @@ ops_strategy = st.lists(
         st.integers(0, 5),  # payer / recipient (6 member accounts)
         st.integers(0, 4),  # the other account (shifted to differ from the first)
         st.floats(0.01, 1.0),  # share of the payer's balance
-        st.integers(0, 3 * 86400),  # seconds since the previous entry
+        # Seconds since the previous entry; often none, as payments in the same second
+        # are where lots of equal arrival, origin and hops can meet.
+        st.one_of(st.just(0), st.integers(0, 3 * 86400)),
     ),
     min_size=1,
     max_size=60,
@@ -306,6 +366,52 @@ def test_resumed_replay_equals_one_replay(ops: list[Op], cuts: list[float]) -> N
             assert state.rows == end
         assert state is not None
         assert state.result().equals(trace(ledger, order))
+
+
+@settings(max_examples=150, deadline=None)
+@given(ops_strategy, st.integers(0, 5))
+def test_forwarding_a_whole_balance_keeps_its_order(ops: list[Op], payer: int) -> None:
+    """Paid on whole to a new account and on again, a balance keeps its order each time.
+
+    Each forwarding adds one hop to every lot and nothing else, under either order: which
+    money is spent next does not depend on how often it was forwarded whole. (Stacking a
+    LIFO payment's pieces in the order taken reversed it at every hop.)
+    """
+    ledger = random_ledger(ops)
+    held = replay(ledger, "fifo")
+    balance = int(held.open_lots[held.open_account == payer, 0].sum())
+    if balance == 0:
+        return
+    later = int(ledger.at[-1]) + 60
+    extra = {"at": [later, later + 60], "source": [payer, 6], "target": [6, 7]}
+    forwarded = Ledger(
+        at=np.append(ledger.at, extra["at"]),
+        day=np.append(ledger.day, [ledger.day[-1]] * 2),
+        kind=np.append(ledger.kind, [KIND_CODES["transfer"]] * 2),
+        source=np.append(ledger.source, extra["source"]),
+        target=np.append(ledger.target, extra["target"]),
+        pence=np.append(ledger.pence, [balance] * 2),
+        first_day=ledger.first_day,
+    )
+    for order in ("fifo", "lifo"):
+        before = replay(ledger, order)
+        left = before.open_lots[before.open_account == payer][:, [0, 2, 3]]
+        for hop, account in ((1, 6), (2, 7)):
+            after = replay(first_rows(forwarded, ledger.at.size + hop), order)
+            arrived = after.open_lots[after.open_account == account][:, [0, 2, 3]]
+            # Lots that became neighbours with equal origin and hops merge on arrival.
+            assert _runs(arrived) == _runs(left + np.array([0, 0, hop]))
+
+
+def _runs(lots: npt.NDArray[np.int64]) -> list[tuple[int, int, int]]:
+    """(amount, origin, hops) rows with neighbours of equal origin and hops summed."""
+    runs: list[tuple[int, int, int]] = []
+    for amount, origin, hops in lots.tolist():
+        if runs and runs[-1][1:] == (origin, hops):
+            runs[-1] = (runs[-1][0] + amount, origin, hops)
+        else:
+            runs.append((amount, origin, hops))
+    return runs
 
 
 def test_resuming_from_the_hand_ledger_by_day(hand: Ledger) -> None:

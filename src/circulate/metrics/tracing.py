@@ -7,7 +7,13 @@ so far). The ledger is replayed in ``(occurred_at, txn_id)`` order (DESIGN.md §
   target, with 0 hops and itself as origin;
 - a ``transfer`` between member accounts moves lots from source to target, oldest first
   (FIFO, the default) or newest first (LIFO), splitting the last lot when needed; every
-  unit moved makes one more hop;
+  unit moved makes one more hop. Incoming money lands on top: the pieces of one payment
+  are put on the payee's newest end in the order they had at the payer, so the payer's
+  newest piece ends on top. FIFO takes the oldest piece first and appends each piece in
+  turn; LIFO takes the newest first, so each later (older) piece goes in under the
+  pieces of the same payment already moved. Which money an account spends next thus
+  does not depend on how many times a payment was forwarded whole (stacking the pieces
+  in the order taken would reverse a LIFO payment at every such hop);
 - a ``reversal`` moves lots the same way but does **not** add a hop: it returns money
   along an earlier payment, it is not a new round of local spending. This keeps the
   identity ``M = (issued + transfer_volume) / issued = 1 + amount-weighted mean hops``
@@ -414,7 +420,8 @@ def _replay_kernel(
     """Replay entries on top of open lots; the accumulators are updated in place.
 
     Returns the (possibly widened) trajectories, the first overdrawn position and the
-    open lots afterwards, account by account, oldest first.
+    open lots afterwards, account by account, each account's lots from the bottom (spent
+    first by FIFO) to the top (spent first by LIFO).
     """
     n = at.size
     head = np.full(accounts, -1, dtype=np.int64)
@@ -472,6 +479,8 @@ def _replay_kernel(
         step = 1 if (kind[i] == 1 and dst >= 0) else 0
         end_state = 1 if kind[i] == 3 else 0
         remaining = amount
+        # dst's top lot before this payment: LIFO slots every piece in just above it.
+        below = tail[dst] if dst >= 0 else -1
         while remaining > 0:
             lot = tail[src] if lifo else head[src]
             if lot < 0:
@@ -502,12 +511,14 @@ def _replay_kernel(
                 origin_hop[origin] += take * hops
                 for t in range(min(hops + 1, depth)):
                     reach[origin, t] += take
-            # Units arriving together with the same origin and hops as dst's newest lot
-            # join it: the queue order and every later figure are unchanged, and FIFO
-            # replay no longer fragments into one lot per piece.
+            # Units arriving together with the same origin and hops as the lot they land
+            # beside join it: the queue order and every later figure are unchanged, and
+            # replay no longer fragments into one lot per piece. FIFO lands on top, beside
+            # dst's newest lot; LIFO under this payment's pieces so far, beside the lowest
+            # of them (never into ``below``: the payment's later pieces go between the two).
             merge = False
             if dst >= 0:
-                last = tail[dst]
+                last = (lots[below, _NEXT] if below >= 0 else head[dst]) if lifo else tail[dst]
                 merge = (
                     last >= 0
                     and lots[last, _AT] == at[i]
@@ -555,14 +566,31 @@ def _replay_kernel(
                 lots[moved, _AMOUNT] = take
                 lots[moved, _AT] = at[i]
                 lots[moved, _HOPS] = hops
-                lots[moved, _NEXT] = -1
-                lots[moved, _PREV] = tail[dst]
-                if tail[dst] >= 0:
-                    lots[tail[dst], _NEXT] = moved
+                if lifo:
+                    # LIFO takes the payer's newest piece first; slotting each later
+                    # (older) piece in under the earlier ones keeps the newest on top.
+                    above = lots[below, _NEXT] if below >= 0 else head[dst]
+                    lots[moved, _PREV] = below
+                    lots[moved, _NEXT] = above
+                    if below >= 0:
+                        lots[below, _NEXT] = moved
+                    else:
+                        head[dst] = moved
+                    if above >= 0:
+                        lots[above, _PREV] = moved
+                    else:
+                        tail[dst] = moved
                 else:
-                    head[dst] = moved
-                tail[dst] = moved
-    # The open lots, account by account, each queue oldest first.
+                    # FIFO takes the payer's oldest piece first: appending keeps the
+                    # newest on top.
+                    lots[moved, _NEXT] = -1
+                    lots[moved, _PREV] = tail[dst]
+                    if tail[dst] >= 0:
+                        lots[tail[dst], _NEXT] = moved
+                    else:
+                        head[dst] = moved
+                    tail[dst] = moved
+    # The open lots, account by account, each from the bottom to the top.
     count = 0
     for account in range(accounts):
         lot = head[account]
@@ -630,7 +658,9 @@ class TraceState:
         Account index of every open lot, grouped by account.
     open_lots
         ``[lot, (amount, arrived at, origin, hops)]`` of the open lots, each account's
-        queue oldest first.
+        lots from the bottom (spent first by FIFO) to the top (spent first by LIFO):
+        arrival times never decrease, and the pieces of one payment keep the order they
+        had at the payer (see the module docstring).
     origin_day
         Local day index of each issuance so far.
     ended_reach, ended_end, ended_hop_pence, ended_trajectories
@@ -862,6 +892,7 @@ def trace_reference(ledger: Ledger, order: Order = "fifo", *, strict: bool = Tru
         step = 1 if kind == KIND_CODES["transfer"] and dst >= 0 else 0
         state = FEE if kind == KIND_CODES["fee"] else REDEEMED
         queue = queues.setdefault(src, deque())
+        pieces: list[list[int]] = []  # what reaches dst, in the order it was taken
         remaining = amount
         while remaining > 0:
             if not queue:
@@ -884,9 +915,13 @@ def trace_reference(ledger: Ledger, order: Order = "fifo", *, strict: bool = Tru
             else:
                 lot[0] -= take
             if dst >= 0:
-                queues.setdefault(dst, deque()).append([take, at, lot[2], lot[3] + step])
+                pieces.append([take, at, lot[2], lot[3] + step])
             else:
                 end(lot[2], state, lot[3] + step, take)
+        # Incoming money lands on top with the payer's newest piece uppermost: FIFO took
+        # the oldest first, LIFO the newest first.
+        if pieces:
+            queues.setdefault(dst, deque()).extend(reversed(pieces) if lifo else pieces)
     for account in sorted(queues):
         for amount, _at, origin, hops in queues[account]:
             end(origin, HELD, hops, amount)
