@@ -1,6 +1,7 @@
--- The daily series covers exactly the days the inputs cover: from the first ledger day (or
--- export file day) to the last. A day outside that range, or a first or last day that
--- differs from it, is returned.
+-- The daily series covers exactly the days the inputs cover: from the first ledger day to
+-- the later of the last ledger day and the last export file day (no range, and no daily
+-- row, before the first transaction: a scheme's first exports may hold only a header). A
+-- day outside that range, or a first or last day that differs from it, is returned.
 with ledger as (
     select min(local_day) as first_day, max(local_day) as last_day
     from staging.transactions
@@ -15,7 +16,8 @@ files as (
 covered as (
     select
         ledger.first_day,
-        greatest(ledger.last_day, files.last_day) as last_day
+        case when ledger.first_day is not null
+            then greatest(ledger.last_day, files.last_day) end as last_day
     from ledger, files
 ),
 

@@ -318,6 +318,22 @@ def test_my_sql_assertions_pass_on_the_hand_ledger_and_catch_tampering(
     con.close()
 
 
+def test_a_first_night_of_header_only_exports_publishes_an_empty_series(
+    settings: Settings,
+) -> None:
+    """A scheme's first export may have no payments yet (only the header): the daily series
+    starts with the first transaction, so that night publishes no daily row instead of
+    tripping daily_circulation_within_covered_range. The next night's rows start it."""
+    write_export(settings, "2025-01-05.csv", [])
+    pipeline.run_in_process(settings)
+    assert settings.warehouse.exists()
+    _hand_inbox(settings)
+    pipeline.run_in_process(settings)
+    with connect(settings.warehouse, read_only=True) as con:
+        days = con.execute("select min(day), count(*) from marts.daily_circulation").fetchone()
+    assert days == (date(2025, 1, 6), 3)
+
+
 def test_monthly_gap_is_found() -> None:
     """Months January and March without February: one 'missing' row for February."""
     con = duckdb.connect()
