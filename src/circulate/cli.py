@@ -277,7 +277,7 @@ def command_metrics(args: argparse.Namespace) -> int:
 
     con = open_published(args.warehouse or Settings().warehouse)
     try:
-        rows = read_metrics(con, args.period or "all")
+        rows = read_metrics(con, args.period or "all", args.policy)
     finally:
         con.close()
     if args.json:
@@ -496,6 +496,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--period",
         choices=("day", "week", "month"),
         help="one entry per period (a JSON list) instead of the whole history",
+    )
+    metrics.add_argument(
+        "--policy",
+        choices=("fifo", "lifo"),
+        default="fifo",
+        help="order the traced figures follow money in: fifo = the published mart; lifo "
+        "replays the published ledger newest lot first, read-only (slower)",
     )
     metrics.set_defaults(handler=command_metrics)
     return parser

@@ -1,8 +1,8 @@
 """``circulate metrics``: the published circulation mart as JSON, read-only.
 
 The warehouse is the ten-row hand ledger of tests/unit/test_circulation_metrics.py (its
-docstring works every figure out): issued 190, transfers 250 in 4, M = 440 / 190,
-LM3 = 440 / 190, velocity = 750 / 425, leakage = 90 / 190.
+docstring works every figure out, FIFO and LIFO): issued 190, transfers 250 in 4,
+M = 440 / 190, LM3 = 440 / 190, velocity = 750 / 425, leakage = 90 / 190.
 """
 
 from __future__ import annotations
@@ -53,6 +53,7 @@ def test_metrics_json_whole_history_and_by_day(warehouse: Path, tmp_path: Path) 
         "250.00",
     )
     assert whole["transfer_count"] == 4
+    assert whole["policy"] == "fifo"
     assert whole["full_multiplier"] == pytest.approx(440 / 190)
     assert whole["lm2"] == pytest.approx(360 / 190)
     assert whole["lm3"] == pytest.approx(440 / 190)
@@ -68,6 +69,27 @@ def test_metrics_json_whole_history_and_by_day(warehouse: Path, tmp_path: Path) 
     days = json.loads(by_day.stdout)
     assert [d["period_start"] for d in days] == ["2025-01-06", "2025-01-07", "2025-01-08"]
     assert [d["issued"] for d in days] == ["140.00", "50.00", "0.00"]
+
+
+def test_metrics_lifo_replays_the_published_ledger(warehouse: Path, tmp_path: Path) -> None:
+    """LIFO by hand in tests/unit/test_circulation_metrics.py: the money issued on d2 makes
+    2 transfers LIFO (LM3 = 3) against FIFO's 1.6; the flows are as published."""
+    before = warehouse.read_bytes()
+    done = _circulate(
+        "metrics", "--warehouse", str(warehouse), "--json", "--period", "day",
+        "--policy", "lifo", cwd=tmp_path,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    days = json.loads(done.stdout)
+    assert [d["policy"] for d in days] == ["lifo"] * 3
+    assert [d["lm3"] for d in days[:2]] == [pytest.approx(290 / 140), 3.0]
+    assert [d["still_held"] for d in days] == ["95.00", "0.00", "0.00"]
+    assert [d["issued"] for d in days] == ["140.00", "50.00", "0.00"]
+    assert warehouse.read_bytes() == before  # read-only
+
+    text = _circulate("metrics", "--warehouse", str(warehouse), "--policy", "lifo", cwd=tmp_path)
+    assert text.returncode == 0, text.stderr
+    assert text.stdout.splitlines()[0].split() == ["policy", "lifo"]
 
 
 def test_metrics_without_a_warehouse_says_what_to_do(tmp_path: Path) -> None:

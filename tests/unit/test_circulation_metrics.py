@@ -23,6 +23,24 @@ Day d2 alone: issued 50 (T04), transfers 150, M = 200 / 50 = 4; the issuance of 
 ends 20 at h0 and 30 at h1, so traced LM2 = LM3 = 80 / 50 = 1.6.
 Participation, whole history: active {ANN, BEN, CAFE, SHOP} = 4, all new; d3 churned =
 accounts active on d2 ({ANN, CAFE, SHOP}) not active on d3 ({BEN, SHOP}) = 2.
+
+LIFO (``read_metrics(..., policy="lifo")``; lots bottom to top, amount origin hops @arrival,
+a payment's pieces landing with the payer's newest on top):
+
+- T03: ANN [40 o1 h0]; CAFE [60 o1 h1 @d1 12]. Spell 60 × 3 h.
+- T05 takes 50 o3 (3 h), then 20 o1 (27 h): CAFE [60 o1 h1, 20 o1 h1, 50 o3 h1]; ANN [20 o1].
+- T06 takes 50 o3 (3 h), 20 o1 (3 h), 10 of the 60 o1 (27 h): SHOP [30 o1 h2, 50 o3 h2];
+  CAFE [50 o1 h1].
+- T07: 40 o2 (48 h) to SHOP as h1, on top. T08 redeems 40 o2 h1 (2 h) and 50 o3 h2 (21 h).
+- T09: fee 5 o1 h1 (49 h). T10: 10 o1 h2 (23 h) back to BEN, still h2.
+
+End: held ANN 20 o1 h0, BEN 10 o1 h2, CAFE 45 o1 h1, SHOP 20 o1 h2 (95 in all, as FIFO).
+Reach by issuance: o1 [100, 80, 30], o2 [40, 40, 0], o3 [50, 50, 50]. Issued on d1 (o1,
+o2): LM2 = 260 / 140, LM3 = 290 / 140, still held 95; on d2 (o3): LM2 = 2, LM3 = 3, still
+held 0. Whole history: LM2 = 360 / 190, LM3 = 440 / 190 (here the same as FIFO; M and the
+mean trajectory are equal under any order). Spells (amount × hours): 60×3, 50×3, 20×27,
+50×3, 20×3, 10×27, 40×48, 40×2, 50×21, 5×49, 10×23: Σ 355, Σ amount·hours 4,875, mean
+4,875 / 355 h; median 3 h (cumulative 40 at 2 h, 220 ≥ 177.5 at 3 h) = 0.125 days.
 """
 
 from __future__ import annotations
@@ -44,9 +62,11 @@ from circulate import pipeline
 from circulate.generate import GroundTruth, generate_scheme
 from circulate.metrics import trace_checkpoint, tracing
 from circulate.metrics.circulation import (
+    TRACED_COLUMNS,
     bootstrap_ratio_interval,
     period_of_day,
     read_metrics,
+    traced_figures,
 )
 from circulate.metrics.markov import markov_lm, markov_lm_by_period
 from circulate.metrics.participation import suppress
@@ -196,6 +216,58 @@ def test_read_metrics_returns_the_mart(hand_warehouse: duckdb.DuckDBPyConnection
     ]
 
 
+def test_read_metrics_lifo_by_hand(hand_warehouse: duckdb.DuckDBPyConnection) -> None:
+    """The LIFO figures worked out in the module docstring; the rest as published."""
+    (fifo,) = read_metrics(hand_warehouse, "all")
+    (lifo,) = read_metrics(hand_warehouse, "all", "lifo")
+    assert (fifo["policy"], lifo["policy"]) == ("fifo", "lifo")
+    assert lifo["lm2"] == pytest.approx(360 / 190) and lifo["lm3"] == pytest.approx(440 / 190)
+    assert lifo["mean_trajectory_length"] == pytest.approx(250 / 190)
+    assert lifo["still_held"] == "95.00"
+    assert lifo["mean_holding_days"] == pytest.approx(4_875 / 355 / 24)
+    assert fifo["mean_holding_days"] == pytest.approx(24_534_000 / 355 / 86_400)
+    assert (lifo["median_holding_days"], fifo["median_holding_days"]) == (0.125, 0.875)
+    assert lifo["lm3_low"] <= lifo["lm3"] <= lifo["lm3_high"]
+    unchanged = set(fifo) - set(TRACED_COLUMNS) - {"policy"}
+    assert {c: lifo[c] for c in unchanged} == {c: fifo[c] for c in unchanged}
+    days = read_metrics(hand_warehouse, "day", "lifo")
+    assert [(d["period_start"], d["still_held"]) for d in days] == [
+        ("2025-01-06", "95.00"),
+        ("2025-01-07", "0.00"),
+        ("2025-01-08", "0.00"),
+    ]
+    assert (days[0]["lm2"], days[0]["lm3"]) == (pytest.approx(260 / 140), pytest.approx(290 / 140))
+    assert (days[1]["lm2"], days[1]["lm3"]) == (2.0, 3.0)
+    assert days[2]["lm2"] is None and days[2]["lm3_low"] is None
+
+
+def test_traced_figures_recompute_the_published_fifo_mart(
+    hand_warehouse: duckdb.DuckDBPyConnection,
+) -> None:
+    """Second computation: numpy over a FIFO trace gives the mart's SQL figures."""
+    assert_traced_figures_match_the_mart(hand_warehouse)
+
+
+def assert_traced_figures_match_the_mart(con: duckdb.DuckDBPyConnection) -> None:
+    ledger = load_ledger(con)
+    result = trace(ledger)
+    for kind in ("day", "week", "month", "all"):
+        figures = traced_figures(ledger, result, kind)
+        published = read_metrics(con, kind)
+        assert published
+        for got in published:
+            start = ledger.first_day if kind == "all" else date.fromisoformat(got["period_start"])
+            mine = figures.get(start, {"still_held": Decimal("0.00")})
+            for column in TRACED_COLUMNS:
+                expected = mine.get(column)
+                if column == "still_held":
+                    assert got[column] == str(expected)
+                elif expected is None:
+                    assert got[column] is None, (kind, start, column)
+                else:
+                    assert got[column] == pytest.approx(expected, rel=1e-12), (kind, start, column)
+
+
 # --- Markov estimate -------------------------------------------------------------------
 
 
@@ -319,6 +391,7 @@ def test_generated_scheme_matches_ground_truth(settings: Settings) -> None:
         assert whole["full_multiplier"] == pytest.approx(1 + whole["mean_trajectory_length"])
         months = {r["period_start"][:7]: r for r in read_metrics(con, "month")}
         assert months.keys() == truth.monthly.keys()
+        assert_traced_figures_match_the_mart(con)
         for month, expected in truth.monthly.items():
             assert Decimal(months[month]["issued"]) == expected.issued
             assert Decimal(months[month]["transfer_volume"]) == expected.transfer_volume

@@ -20,7 +20,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import date, timedelta
 from decimal import Decimal
-from typing import Any
+from typing import Any, cast
 
 import duckdb
 import numba
@@ -35,10 +35,13 @@ from circulate.metrics.tracing import (
     END_STATES,
     SPELL_BINS,
     Ledger,
+    Order,
     TraceResult,
     load_ledger,
     replay,
     spell_bin_edges,
+    trace,
+    weighted_median_from_bins,
 )
 from circulate.warehouse.runner import PythonModel, write_frame
 
@@ -46,9 +49,12 @@ __all__ = [
     "BOOTSTRAP_REPLICATES",
     "BOOTSTRAP_SEED",
     "MODELS",
+    "POLICIES",
+    "TRACED_COLUMNS",
     "bootstrap_ratio_interval",
     "period_of_day",
     "read_metrics",
+    "traced_figures",
 ]
 
 IntArray = npt.NDArray[np.int64]
@@ -56,6 +62,8 @@ FloatArray = npt.NDArray[np.float64]
 BOOTSTRAP_REPLICATES = 400
 BOOTSTRAP_SEED = 2012
 PERIOD_KINDS = ("day", "week", "month", "all")
+#: Orders the tracer can follow money in; the nightly build publishes FIFO.
+POLICIES: tuple[Order, ...] = ("fifo", "lifo")
 TRACE_READS = frozenset({"staging.transactions", "intermediate.issuer_accounts"})
 
 
@@ -435,6 +443,94 @@ SUMMARY_COLUMNS = (
 )
 
 
+#: Columns of ``marts.circulation_metrics`` that depend on the order money is traced in.
+TRACED_COLUMNS = (
+    "lm2",
+    "lm3",
+    "lm3_low",
+    "lm3_high",
+    "lm4",
+    "lm5",
+    "mean_trajectory_length",
+    "mean_holding_days",
+    "median_holding_days",
+    "still_held",
+)
+
+
+def _sum_by(groups: IntArray, values: IntArray, count: int) -> IntArray:
+    """Exact integer sums of the rows of ``values`` by group (``groups`` in 0..count-1)."""
+    out = np.zeros((count, *values.shape[1:]), dtype=np.int64)
+    np.add.at(out, groups, values)
+    return out
+
+
+def traced_figures(
+    ledger: Ledger, result: TraceResult, period_kind: str
+) -> dict[date, dict[str, Any]]:
+    """The traced columns of ``marts.circulation_metrics`` from a trace, by period start.
+
+    The same definitions as the mart: lm_k and mean_trajectory_length over the money
+    issued in the period (followed to the end of the ledger), still_held of it, holding
+    over the spells ended in the period, and the bootstrap interval of LM3 for the whole
+    history only. Keys are the periods' first days (the whole history: ``first_day``).
+
+    Two issuances on day 0, still held: 10.00 that made 2 transfers and 30.00 that made
+    none; one spell of 5.00 held for a day. LM2 = (40 + 10) / 40, LM3 = (40 + 10 + 10) / 40,
+    mean trajectory = 10 · 2 / 40:
+
+    >>> reach = np.array([[1000, 1000, 1000, 0, 0, 0], [3000, 0, 0, 0, 0, 0]])
+    >>> spells = np.zeros((1, SPELL_BINS), np.int64)
+    >>> spells[0, 368] = 500  # the bin of one day
+    >>> r = TraceResult("lifo", np.zeros((1, 3, 3), np.int64), reach, np.array([0, 0]),
+    ...     np.array([[0, 0, 1000], [0, 0, 3000]]), np.array([2000, 0]), spells, spells * 86400.0)
+    >>> l = Ledger(*(np.zeros(1, np.int64),) * 6, first_day=date(2025, 1, 6))
+    >>> f = traced_figures(l, r, "day")[date(2025, 1, 6)]
+    >>> f["lm2"], f["lm3"], f["mean_trajectory_length"], f["still_held"]
+    (1.25, 1.5, 0.5, Decimal('40.00'))
+    >>> f["mean_holding_days"], f["median_holding_days"]
+    (1.0, 1.0)
+    """
+    days = max(ledger.days, result.spell_pence.shape[0], 1)
+    period = period_of_day(ledger.first_day, days, period_kind)
+    periods = int(period.max()) + 1
+    starts = np.zeros(periods, dtype=np.int64)
+    starts[period[::-1]] = np.arange(days, dtype=np.int64)[::-1]  # first day of each period
+    of_issuance = period[result.origin_day]
+    reach = _sum_by(of_issuance, result.origin_reach, periods)
+    hop_pence = _sum_by(of_issuance, result.origin_hop_pence, periods)
+    held = _sum_by(of_issuance, result.origin_end[:, END_STATES.index("held")], periods)
+    spell_pence = _sum_by(period[: result.spell_pence.shape[0]], result.spell_pence, periods)
+    spell_seconds = np.zeros((periods, SPELL_BINS), dtype=np.float64)
+    np.add.at(spell_seconds, period[: result.spell_pence.shape[0]], result.spell_pence_seconds)
+    lm3 = (
+        bootstrap_ratio_interval(result.origin_reach[:, :3].sum(axis=1), result.origin_reach[:, 0])
+        if period_kind == "all"
+        else None
+    )
+    figures: dict[date, dict[str, Any]] = {}
+    for p in range(periods):
+        issued = int(reach[p, 0])
+        spelled = int(spell_pence[p].sum())
+        median = weighted_median_from_bins(spell_pence[p], spell_seconds[p])
+        start = ledger.first_day + timedelta(days=int(starts[p]))
+        figures[_period_start(start, period_kind)] = {
+            **{
+                f"lm{k}": float(reach[p, :k].sum() / issued) if issued else None
+                for k in range(2, MAX_K + 1)
+            },
+            "lm3_low": lm3[0] if lm3 else None,
+            "lm3_high": lm3[1] if lm3 else None,
+            "mean_trajectory_length": float(hop_pence[p] / issued) if issued else None,
+            "mean_holding_days": (
+                float(spell_seconds[p].sum() / spelled / 86400) if spelled else None
+            ),
+            "median_holding_days": median / 86400 if median is not None else None,
+            "still_held": Decimal(int(held[p])).scaleb(-2),
+        }
+    return figures
+
+
 def _jsonable(value: Any) -> Any:
     if isinstance(value, Decimal):
         return str(value)
@@ -443,14 +539,23 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
-def read_metrics(con: duckdb.DuckDBPyConnection, period_kind: str = "all") -> list[dict[str, Any]]:
+def read_metrics(
+    con: duckdb.DuckDBPyConnection, period_kind: str = "all", policy: str = "fifo"
+) -> list[dict[str, Any]]:
     """Rows of ``marts.circulation_metrics`` for one period kind, oldest first, JSON-ready.
 
-    Money comes back as two-decimal strings, days as ISO dates, ratios as floats. Nothing
-    is recomputed: this is the published mart as the nightly build wrote it.
+    Money comes back as two-decimal strings, days as ISO dates, ratios as floats; every
+    row says which ``policy`` its traced figures follow. With ``"fifo"`` nothing is
+    recomputed: this is the published mart as the nightly build wrote it. With
+    ``"lifo"`` the published ledger (``staging.transactions``) is replayed LIFO, read
+    only, and the columns of :data:`TRACED_COLUMNS` are replaced by that trace's
+    (:func:`traced_figures`); the others do not depend on the order and stay as published.
+    A large ledger takes a while: about as long as the nightly build's full replay.
     """
     if period_kind not in PERIOD_KINDS:
         raise InputError(f"Unknown period {period_kind!r}: use one of {', '.join(PERIOD_KINDS)}.")
+    if policy not in POLICIES:
+        raise InputError(f"Unknown policy {policy!r}: use one of {', '.join(POLICIES)}.")
     try:
         relation = con.execute(
             f"select {', '.join(SUMMARY_COLUMNS)} from marts.circulation_metrics "  # noqa: S608
@@ -462,8 +567,16 @@ def read_metrics(con: duckdb.DuckDBPyConnection, period_kind: str = "all") -> li
             "The warehouse has no marts.circulation_metrics: it was built before the "
             "circulation metrics existed; run `circulate run` to rebuild it."
         ) from error
-    rows = relation.fetchall()
+    rows = [dict(zip(SUMMARY_COLUMNS, row, strict=True)) for row in relation.fetchall()]
+    if policy != "fifo" and rows:
+        ledger = load_ledger(con)
+        figures = traced_figures(ledger, trace(ledger, cast(Order, policy), con), period_kind)
+        for row in rows:
+            # The whole history's row starts on the first day of the day spine.
+            start = ledger.first_day if period_kind == "all" else row["period_start"]
+            nothing_traced = {**dict.fromkeys(TRACED_COLUMNS), "still_held": Decimal("0.00")}
+            row.update(figures.get(start, nothing_traced))
     return [
-        {name: _jsonable(value) for name, value in zip(SUMMARY_COLUMNS, row, strict=True)}
+        {"policy": policy, **{name: _jsonable(value) for name, value in row.items()}}
         for row in rows
     ]
