@@ -5,6 +5,10 @@ circulate run [--input DIR] ...     ingest new exports, build, check, publish, r
 circulate generate --out DIR ...    write a synthetic scheme with its ground truth
 circulate metrics [--json] ...      circulation and multiplier metrics of the published warehouse
 circulate fanout --lake DIR ...     month marts from the Parquet lake on a Dask cluster
+circulate review                    what blocked the last run, and the commands that move on
+circulate accept --run R --check C --reason TEXT    publish that failure on those files as a warning
+circulate set-aside FILE --reason TEXT              move an export out of the inbox, never load it
+circulate take-back FILE --reason TEXT              return a set-aside export to the inbox
 """
 
 from __future__ import annotations
@@ -17,8 +21,12 @@ import time
 from collections.abc import Sequence
 from datetime import date, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from circulate.errors import CirculateError
+
+if TYPE_CHECKING:
+    from circulate.settings import Settings
 
 DEMO_TRANSACTIONS = 100_000
 DEMO_DAYS = 365
@@ -277,7 +285,7 @@ def command_metrics(args: argparse.Namespace) -> int:
 
     con = open_published(args.warehouse or Settings().warehouse)
     try:
-        rows = read_metrics(con, args.period or "all", args.policy)
+        rows = read_metrics(con, args.period or "all")
     finally:
         con.close()
     if args.json:
@@ -311,6 +319,73 @@ def command_fanout(args: argparse.Namespace) -> int:
     )
     _say(f"month marts of {args.scheme} computed in {time.perf_counter() - started:.1f} s")
     print("\n".join(marts))
+    return 0
+
+
+def _decision_settings(args: argparse.Namespace) -> tuple[Settings, list[str]]:
+    """Settings for review/accept/set-aside/take-back and the options to repeat."""
+    from circulate.settings import Settings
+
+    settings = Settings().with_paths(inbox=args.input, warehouse=args.warehouse)
+    options = []
+    if args.input:
+        options += ["--input", str(args.input)]
+    if args.warehouse:
+        options += ["--warehouse", str(args.warehouse)]
+    return settings, options
+
+
+def command_review(args: argparse.Namespace) -> int:
+    from circulate.errors import ValidationFailed
+    from circulate.review import review_blocked_run
+
+    settings, options = _decision_settings(args)
+    review = review_blocked_run(settings, options)
+    print(review.text)
+    return ValidationFailed.exit_code if review.blocked else 0
+
+
+def command_accept(args: argparse.Namespace) -> int:
+    from circulate.review import accept, changed_since
+
+    settings, _ = _decision_settings(args)
+    decision = accept(settings, run_id=args.run, check=args.check, reason=args.reason, by=args.by)
+    print(
+        f"{decision.check_name} of run {decision.run_id} {decision.note()}\n"
+        + "".join(f"  {f.file_name}  sha256 {f.sha256}\n" for f in decision.files)
+        + "The next run (circulate run) publishes this failure on these exact files as a "
+        "warning with your reason; a new or changed file failing the check blocks again."
+    )
+    for note in changed_since(settings, decision.files):
+        _say(f"note: {note}")
+    return 0
+
+
+def command_set_aside(args: argparse.Namespace) -> int:
+    from circulate.review import set_aside
+
+    settings, _ = _decision_settings(args)
+    decision = set_aside(settings, args.file, reason=args.reason, by=args.by)
+    [ref] = decision.files
+    print(
+        f"{ref.file_name} (sha256 {ref.sha256}) {decision.note()}\n"
+        f"moved to {decision.moved_to}; no run loads it, also if it arrives again. "
+        f'Take it back with: circulate take-back {ref.file_name} --reason "..."\n'
+        "The next run goes on without it: circulate run"
+    )
+    return 0
+
+
+def command_take_back(args: argparse.Namespace) -> int:
+    from circulate.review import take_back
+
+    settings, _ = _decision_settings(args)
+    decision = take_back(settings, args.file, reason=args.reason, by=args.by)
+    [ref] = decision.files
+    print(
+        f"{ref.file_name} is back in {settings.inbox}, {decision.note()}\n"
+        "The next run loads it like a new file (its checks apply again): circulate run"
+    )
     return 0
 
 
@@ -497,15 +572,83 @@ def build_parser() -> argparse.ArgumentParser:
         choices=("day", "week", "month"),
         help="one entry per period (a JSON list) instead of the whole history",
     )
-    metrics.add_argument(
-        "--policy",
-        choices=("fifo", "lifo"),
-        default="fifo",
-        help="order the traced figures follow money in: fifo = the published mart; lifo "
-        "replays the published ledger newest lot first, read-only (slower)",
-    )
     metrics.set_defaults(handler=command_metrics)
+
+    _add_decision_commands(commands)
     return parser
+
+
+def _decision_options(command: argparse.ArgumentParser) -> None:
+    command.add_argument("--input", type=Path, help="folder of export files (default data/inbox)")
+    command.add_argument("--warehouse", type=Path, help="published DuckDB file")
+
+
+def _add_decision_commands(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    """``review``, ``accept``, ``set-aside`` and ``take-back``: the way out of a blocked night."""
+    review = commands.add_parser(
+        "review",
+        help="what blocked the last run and the commands that move on (exit 3 when blocked)",
+    )
+    _decision_options(review)
+    review.set_defaults(handler=command_review)
+
+    accept = commands.add_parser(
+        "accept",
+        help="accept a failed check on the blocked run's exact files: the next run publishes "
+        "it as a warning",
+    )
+    accept.add_argument("--run", required=True, help="the blocked run (circulate review)")
+    accept.add_argument(
+        "--check", required=True, help="the failed check, e.g. no_conflicting_resends"
+    )
+    accept.add_argument("--reason", required=True, help="why, kept in audit.decisions")
+    accept.add_argument("--by", help="who decides (default: the OS user)")
+    _decision_options(accept)
+    accept.set_defaults(handler=command_accept)
+
+    set_aside = commands.add_parser(
+        "set-aside",
+        help="move an export out of the inbox (to data/set-aside/); no run loads it",
+    )
+    set_aside.add_argument("file", help="the export, relative to the inbox (exports/….csv)")
+    set_aside.add_argument("--reason", required=True, help="why, kept in audit.decisions")
+    set_aside.add_argument("--by", help="who decides (default: the OS user)")
+    _decision_options(set_aside)
+    set_aside.set_defaults(handler=command_set_aside)
+
+    take_back = commands.add_parser(
+        "take-back", help="return a set-aside export to the inbox; the next run loads it"
+    )
+    take_back.add_argument("file", help="the set-aside export's name in the inbox")
+    take_back.add_argument("--reason", required=True, help="why, kept in audit.decisions")
+    take_back.add_argument("--by", help="who decides (default: the OS user)")
+    _decision_options(take_back)
+    take_back.set_defaults(handler=command_take_back)
+
+
+def _write_traceback(error: BaseException) -> Path:
+    """Keep an unexpected error's traceback in a file the message can point to."""
+    import traceback
+    from datetime import UTC, datetime
+
+    folder = Path(os.environ.get("CIRCULATE_LOG_DIR", "data/logs"))
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"error-{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{os.getpid()}.txt"
+    path.write_text("".join(traceback.format_exception(error)), encoding="utf-8")
+    return path
+
+
+def _forget_tracebacks(error: BaseException | None) -> None:
+    """Drop the frames a handled error keeps alive (Prefect keeps the error in its states).
+
+    Those frames hold DuckDB connections and results; left for Python's exit, DuckDB's
+    bindings report each one as a leak ("nanobind: leaked …") on the terminal.
+    """
+    seen: set[int] = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        error.__traceback__ = None
+        error = error.__cause__ or error.__context__
 
 
 def main(argv: Sequence[str] | None = None) -> int:

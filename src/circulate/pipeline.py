@@ -18,7 +18,17 @@ from typing import Any
 
 import duckdb
 
+from circulate.decisions import (
+    apply_acceptances,
+    copy_decisions,
+    decisions_path,
+    failure_evidence,
+    read_decisions,
+    set_aside_for_ingest,
+    txn_pseudonym,
+)
 from circulate.errors import AssertionsFailed, InputError, ValidationFailed
+from circulate.ingest.adapters import SCHEME_FILE, load_scheme_map
 from circulate.ingest.canonical import FileResult, IngestContext, ingest_inbox
 from circulate.ingest.pseudonym import load_key
 from circulate.ingest.summary import file_line
@@ -87,6 +97,11 @@ class IngestSummary:
     def files_rejected(self) -> list[FileResult]:
         return [f for f in self.files if f.status == "rejected"]
 
+    @property
+    def files_set_aside(self) -> list[FileResult]:
+        """Set-aside exports listed in the manifest this run (never loaded)."""
+        return [f for f in self.files if f.status == "set_aside"]
+
     def lines(self) -> list[str]:
         """A total line, then one line for each file that needs a person's attention."""
         rows_in = sum(f.rows_in for f in self.files)
@@ -96,11 +111,15 @@ class IngestSummary:
             f"{self.files_new} new file(s): {rows_in:,} rows in, {self.rows_loaded:,} "
             f"transactions loaded, {duplicates:,} duplicates, {quarantined:,} quarantined, "
             f"{len(self.files_rejected)} file(s) rejected"
+            + (f", {len(self.files_set_aside)} set aside" if self.files_set_aside else "")
         ]
         out += [
             file_line(f)
             for f in self.files
-            if f.status == "rejected" or f.rows_duplicate or f.rows_quarantined or f.new_version
+            if f.status in ("rejected", "set_aside")
+            or f.rows_duplicate
+            or f.rows_quarantined
+            or f.new_version
         ]
         return out
 
@@ -152,7 +171,11 @@ def _open_build(ctx: RunContext) -> Iterator[duckdb.DuckDBPyConnection]:
 
 
 def ingest_new_files(ctx: RunContext, progress: Progress = _quiet) -> IngestSummary:
-    """Load every file of the inbox not loaded before into the build."""
+    """Load every file of the inbox not loaded before into the build.
+
+    Exports set aside (``circulate set-aside``) are skipped, and listed once in the
+    manifest with status ``set_aside``.
+    """
     settings = ctx.settings
     ingest_ctx = IngestContext(
         inbox=settings.inbox,
@@ -164,6 +187,7 @@ def ingest_new_files(ctx: RunContext, progress: Progress = _quiet) -> IngestSumm
         future_tolerance=settings.future_tolerance,
         now=ctx.started_at,
         export_days=ctx.export_days,
+        set_aside=set_aside_for_ingest(read_decisions(decisions_path(settings))),
     )
     with _open_build(ctx) as con:
         ensure_persistent_tables(con)
@@ -192,26 +216,41 @@ def validate_new_batch(ctx: RunContext, progress: Progress = _quiet) -> None:
     critical failure also writes the results beside the warehouse (the build holding
     them in ``audit.validation_results`` is abandoned) and raises ``ValidationFailed``;
     warnings are published with the run and shown in the report.
+
+    Each check's severity is the inbox's ``scheme.toml`` ``[validation]`` choice, else
+    the default; a critical failure an operator accepted on the same files
+    (``circulate accept``) is published as a warning that carries the decision.
     """
     # Great Expectations takes seconds to import: only runs that validate pay for it.
     from circulate.validate.run import validate_batch
     from circulate.validate.store import results_path, store_results, write_results_file
 
+    settings = ctx.settings
+    scheme = load_scheme_map(settings.inbox)
     with _open_build(ctx) as con:
         report = validate_batch(
             con,
             run_id=ctx.run_id,
             batch_id=ctx.run_id,
-            thresholds=ctx.settings.validation,
-            timezone=ctx.settings.timezone,
+            thresholds=settings.validation,
+            timezone=settings.timezone,
+            severities=scheme.validation,
+            severities_source=settings.inbox / SCHEME_FILE,
+        )
+        evidence = failure_evidence(con, report, txn_pseudonym(load_key(settings.key_file)))
+        report, accepted = apply_acceptances(
+            report, evidence, read_decisions(decisions_path(settings))
         )
         store_results(con, report)
+    for decision in accepted:
+        progress(f"{decision.check_name} failed on files an operator accepted: {decision.note()}")
     progress(report.summary())
     if report.critical_failures:
-        path = write_results_file(results_path(ctx.settings.warehouse, ctx.run_id), report)
+        path = write_results_file(results_path(settings.warehouse, ctx.run_id), report, evidence)
         raise ValidationFailed(
             "The new batch failed validation; nothing was published and the previous "
-            f"snapshot stays in place. Results: {path}\n{report.summary()}"
+            f"snapshot stays in place. Results: {path}\n{report.summary()}\n"
+            "See why and how to move on: circulate review"
         )
 
 
@@ -240,10 +279,12 @@ def publish_snapshot(ctx: RunContext, summary: IngestSummary) -> None:
 
     Runs that published nothing since the last snapshot (failed, or nothing new) are in
     the run log only; they are copied into ``audit.runs`` here, so the published
-    snapshot lists every run up to its own.
+    snapshot lists every run up to its own. ``audit.decisions`` is replaced by the
+    decisions log the same way.
     """
     with _open_build(ctx) as con:
         _copy_logged_runs(con, ctx.settings)
+        copy_decisions(con, decisions_path(ctx.settings))
         con.execute(
             """
             insert into audit.runs (run_id, started_at, finished_at, status, stage,

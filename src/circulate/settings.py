@@ -125,6 +125,9 @@ class Settings:
         The partnership's edited copy of the public-value thresholds table
         (``CIRCULATE_IMPACT_THRESHOLDS``); ``None`` uses the shipped
         ``circulate/metrics/impact_thresholds.toml``.
+    set_aside_dir
+        Where ``circulate set-aside`` moves exports (``CIRCULATE_SET_ASIDE_DIR``); ``None``
+        means ``set-aside/`` beside the inbox, see :func:`circulate.decisions.set_aside_dir`.
     """
 
     inbox: Path = field(default_factory=lambda: _env_path("CIRCULATE_INBOX", "data/inbox"))
@@ -163,6 +166,13 @@ class Settings:
         default_factory=lambda: (
             Path(os.environ["CIRCULATE_IMPACT_THRESHOLDS"])
             if os.environ.get("CIRCULATE_IMPACT_THRESHOLDS")
+            else None
+        )
+    )
+    set_aside_dir: Path | None = field(
+        default_factory=lambda: (
+            Path(os.environ["CIRCULATE_SET_ASIDE_DIR"])
+            if os.environ.get("CIRCULATE_SET_ASIDE_DIR")
             else None
         )
     )

@@ -59,6 +59,8 @@ ADAPTERS = ("canonical", "sarafu", "cyclos", "generic")
 KINDS = ("issuance", "transfer", "redemption", "fee", "reversal")
 ACCOUNT_TYPES = ("individual", "business", "public_body", "issuer")
 ROLES = ("accounts", "areas", "transactions")
+#: Severities a ``[validation]`` entry may give a check (see circulate.validate.suites).
+SEVERITIES = ("critical", "warning")
 
 TRANSACTION_FIELDS = ("txn_id", "occurred_at", "source_id", "target_id", "amount", "kind")
 OPTIONAL_TRANSACTION_FIELDS = ("channel", "memo", "token")
@@ -178,6 +180,9 @@ class SchemeMap:
     timestamps_timezone: str | None = None
     timestamp_format: str | None = None
     token: str | None = None
+    #: ``[validation]``: check name to severity, overriding the check's default. Names
+    #: are checked against the suites when the batch is validated (``validate_batch``).
+    validation: Mapping[str, str] = field(default_factory=dict)
 
 
 def _fail(path: Path, message: str) -> InputError:
@@ -238,6 +243,14 @@ def load_scheme_map(inbox: Path) -> SchemeMap:
             raise _fail(path, f"timestamps_timezone = {zone!r} is not an IANA name") from error
     fmt = data.get("timestamp_format")
     token = data.get("token")
+    validation = _string_table(path, data, "validation")
+    bad = sorted(f"{k} = {v!r}" for k, v in validation.items() if v.lower() not in SEVERITIES)
+    if bad:
+        raise _fail(
+            path,
+            f"[validation] {', '.join(bad)}: a check's severity must be one of "
+            f"{', '.join(SEVERITIES)}",
+        )
     return SchemeMap(
         adapter=adapter,
         files=files,
@@ -248,6 +261,7 @@ def load_scheme_map(inbox: Path) -> SchemeMap:
         timestamps_timezone=str(zone) if zone is not None else None,
         timestamp_format=str(fmt) if fmt is not None else None,
         token=str(token) if token is not None else None,
+        validation={k: v.lower() for k, v in validation.items()},
     )
 
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -87,6 +87,25 @@ class FileResult:
 
 
 @dataclass(frozen=True)
+class SetAside:
+    """An export an operator set aside (``circulate set-aside``): never loaded.
+
+    Attributes
+    ----------
+    file_name
+        Where it was in the input folder (relative path).
+    role
+        ``transactions``, ``accounts`` or ``areas``.
+    note
+        Who set it aside, when and why, in words (the manifest's message).
+    """
+
+    file_name: str
+    role: str
+    note: str
+
+
+@dataclass(frozen=True)
 class IngestContext:
     """Everything ingestion needs besides the connection."""
 
@@ -100,6 +119,8 @@ class IngestContext:
     now: datetime = field(default_factory=lambda: datetime.now(UTC))
     #: Load only transaction files whose name carries a day in this range (a backfill).
     export_days: tuple[date, date] | None = None
+    #: Files set aside by sha256: skipped under any name, listed once in the manifest.
+    set_aside: Mapping[str, SetAside] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -142,10 +163,43 @@ def discover_files(inbox: Path, scheme: SchemeMap | None = None) -> list[tuple[P
 
 
 def _loaded_versions(con: duckdb.DuckDBPyConnection) -> dict[str, set[str]]:
+    """File name to the sha256 of every version read (set-aside files were not read)."""
     versions: dict[str, set[str]] = {}
-    for name, sha in con.execute("select file_name, sha256 from audit.files").fetchall():
+    for name, sha in con.execute(
+        "select file_name, sha256 from audit.files where status <> 'set_aside'"
+    ).fetchall():
         versions.setdefault(name, set()).add(sha)
     return versions
+
+
+def _set_aside_results(
+    con: duckdb.DuckDBPyConnection,
+    ctx: IngestContext,
+    found: Sequence[tuple[str, str, str]],
+) -> list[FileResult]:
+    """Manifest rows (status ``set_aside``, no rows) for set-aside files not listed yet.
+
+    ``found`` holds (name, role, sha256) of inbox files whose content is set aside: such
+    a file is skipped, and said so once, under every name it arrives with. Each set-aside
+    file is listed in the manifest too, so its export day counts as present.
+    """
+    listed = {
+        (name, sha)
+        for name, sha in con.execute(
+            "select file_name, sha256 from audit.files where status = 'set_aside'"
+        ).fetchall()
+    }
+    wanted = {(s.file_name, sha): (s.role, s.note) for sha, s in ctx.set_aside.items()}
+    for name, role, sha in found:
+        wanted[(name, sha)] = (
+            role,
+            f"{ctx.set_aside[sha].note}; arrived in the inbox again and was not loaded",
+        )
+    return [
+        FileResult(file_name=name, role=role, sha256=sha, status="set_aside", message=note)
+        for (name, sha), (role, note) in sorted(wanted.items())
+        if (name, sha) not in listed
+    ]
 
 
 @dataclass(frozen=True)
@@ -819,14 +873,21 @@ def ingest_inbox(
     scheme = load_scheme_map(ctx.inbox)
     seen = _loaded_versions(con)
     pending = []
+    set_aside_found = []
     for path, role in discover_files(ctx.inbox, scheme):
         name = path.relative_to(ctx.inbox).as_posix()
         if role == "transactions" and not _in_backfill(name, ctx.export_days):
             continue
         sha = sha256_of(path)
-        if sha not in seen.get(name, set()):
+        if sha in ctx.set_aside:
+            set_aside_found.append((name, role, sha))
+        elif sha not in seen.get(name, set()):
             pending.append(PendingFile(path, role, sha, new_version=name in seen))
     results: list[FileResult] = []
+    if ctx.set_aside:
+        results = _set_aside_results(con, ctx, set_aside_found)
+        if results:
+            _record_files(con, results, ctx)  # one statement: no partial state to undo
     rows = 0
     for chunk in _chunks(pending):
         con.execute("begin transaction")
@@ -839,7 +900,7 @@ def ingest_inbox(
         con.execute("commit")
         results += chunk_results
         rows += sum(r.rows_in for r in chunk_results)
-        done = len(results)
+        done = sum(r.status != "set_aside" for r in results)
         if progress and (done % FILES_PER_CHUNK == 0 or done == len(pending)):
             progress(f"ingested {done}/{len(pending)} new files ({rows:,} rows)")
     return results

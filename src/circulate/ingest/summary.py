@@ -23,6 +23,8 @@ def file_line(result: FileResult, top: int = 3) -> str:
     """
     if result.status == "rejected":
         return f"{result.file_name}: REJECTED — {result.message}"
+    if result.status == "set_aside":
+        return f"{result.file_name}: SET ASIDE, not loaded — {result.message}"
     reasons = ", ".join(f"{n:,} {r}" for r, n in list(result.reasons.items())[:top])
     extras = []
     if result.redactions:

@@ -9,7 +9,7 @@ which cannot be summed from days).
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from typing import Any
 
@@ -88,11 +88,15 @@ class ValidationSummary:
         ``audit.validation_results`` for a published run, the JSON file for a blocked one.
     rows
         Every expectation's outcome.
+    set_aside
+        (file name, who set it aside, when and why) of each export an operator set aside
+        that the run listed instead of loading (``circulate set-aside``).
     """
 
     run_id: str
     source: str
     rows: list[ValidationRow]
+    set_aside: list[tuple[str, str]] = field(default_factory=list)
 
     def count(self, status: str, severity: str | None = None) -> int:
         """Expectations with ``status`` (and ``severity`` when given).
@@ -435,8 +439,15 @@ def latest_validation(con: duckdb.DuckDBPyConnection) -> ValidationSummary | Non
         {"run_id": latest[0][0]},
     )
     columns = ("suite", "expectation", "severity", "status", "observed_value")
-    return validation_from_results(
+    summary = validation_from_results(
         str(latest[0][0]),
         "audit.validation_results",
         [dict(zip(columns, r, strict=True)) for r in rows],
     )
+    set_aside = _rows(
+        con,
+        "select file_name, coalesce(message, '') from audit.files "
+        "where run_id = $run_id and status = 'set_aside' order by file_name",
+        {"run_id": latest[0][0]},
+    )
+    return replace(summary, set_aside=[(str(name), str(note)) for name, note in set_aside])

@@ -277,7 +277,9 @@ def _monthly_table(ctx: PageContext) -> str:
 
 
 def validation_section(ctx: PageContext) -> str:
-    """Offline validation summary: counts by severity and the failing expectations."""
+    """Offline validation summary: counts by severity, the failing expectations (an
+    accepted failure is a warning whose observed value names the decision and its reason)
+    and the exports set aside."""
     v = ctx.data.validation
     if v is None:
         return ""
@@ -322,10 +324,16 @@ def validation_section(ctx: PageContext) -> str:
         if failing
         else ""
     )
+    set_aside = "".join(f"<li>{esc(name)}: {esc(note)}</li>" for name, note in v.set_aside)
+    if set_aside:
+        set_aside = f"<p>Set aside by an operator and not loaded:</p><ul>{set_aside}</ul>"
     return (
         '<section aria-labelledby="h-validation"><h2 id="h-validation">Data checks</h2>'
         f"<p>Checks of run {esc(v.run_id)}: {esc(counts)}. {esc(verdict)}</p>"
-        f"{table}{more}" + (f'<ul class="note">{skipped}</ul>' if skipped else "") + "</section>"
+        f"{table}{more}"
+        + (f'<ul class="note">{skipped}</ul>' if skipped else "")
+        + set_aside
+        + "</section>"
     )
 
 

@@ -12,9 +12,10 @@ import json
 import logging
 import math
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import duckdb
 import great_expectations as gx
@@ -25,10 +26,11 @@ from great_expectations.core.expectation_validation_result import (
 )
 from great_expectations.data_context.types.base import ProgressBarsConfig
 
+from circulate.errors import InputError
 from circulate.settings import ValidationThresholds
 from circulate.validate.assertions import run_sql_assertions
 from circulate.validate.frames import BatchFrames, load_frames
-from circulate.validate.store import ValidationReport, ValidationResult
+from circulate.validate.store import Severity, ValidationReport, ValidationResult
 from circulate.validate.suites import Check, batch_checks
 
 SAMPLE_ROWS = 5
@@ -191,6 +193,31 @@ def run_checks(
     return results
 
 
+def with_severities(
+    checks: Sequence[Check], severities: Mapping[str, str], source: Path | None = None
+) -> list[Check]:
+    """``checks`` with the severities a scheme chose (``[validation]`` of its scheme.toml).
+
+    Raises
+    ------
+    InputError
+        Naming ``source``, the unknown check and the valid names.
+    """
+    names = [c.name for c in checks]
+    unknown = sorted(set(severities) - set(names))
+    if unknown:
+        where = f"{source}: " if source else ""
+        raise InputError(
+            f"{where}[validation] {', '.join(unknown)} is not a check; valid names: "
+            f"{', '.join(names)}"
+        )
+    # load_scheme_map admits only critical and warning.
+    return [
+        replace(c, severity=cast(Severity, severities[c.name])) if c.name in severities else c
+        for c in checks
+    ]
+
+
 def validate_batch(
     con: duckdb.DuckDBPyConnection,
     *,
@@ -199,6 +226,8 @@ def validate_batch(
     thresholds: ValidationThresholds,
     timezone: str,
     sql_dir: Path | None = None,
+    severities: Mapping[str, str] | None = None,
+    severities_source: Path | None = None,
 ) -> ValidationReport:
     """Validate one batch: the GX suites, then (when ``sql_dir`` is given) the SQL assertions.
 
@@ -215,10 +244,13 @@ def validate_batch(
         Scheme timezone (export days are local days).
     sql_dir
         Folder with ``tests/*.sql``; ``None`` skips the warehouse-wide assertions.
+    severities, severities_source
+        Check name to ``critical`` or ``warning``, overriding the defaults, and the file
+        that says so (named in the error for an unknown check).
     """
     logging.getLogger("great_expectations").setLevel(logging.WARNING)
     now = datetime.now(UTC)
-    checks = batch_checks(thresholds)
+    checks = with_severities(batch_checks(thresholds), severities or {}, severities_source)
     frames = load_frames(
         con, batch_id, timezone=timezone, history_days=thresholds.history_days, checks=checks
     )

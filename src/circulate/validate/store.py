@@ -8,11 +8,11 @@ published. Nothing here imports Great Expectations, so the report can read resul
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import duckdb
 
@@ -162,8 +162,15 @@ def results_path(warehouse: Path, run_id: str) -> Path:
     return warehouse.parent / "validation" / f"{run_id}.json"
 
 
-def write_results_file(path: Path, report: ValidationReport) -> Path:
-    """Write ``report`` as JSON (atomically: a reader never sees half a file)."""
+def write_results_file(
+    path: Path, report: ValidationReport, evidence: Mapping[str, Any] | None = None
+) -> Path:
+    """Write ``report`` as JSON (atomically: a reader never sees half a file).
+
+    ``evidence`` (check name to the files and rows behind its failure, see
+    :func:`circulate.decisions.failure_evidence`) is kept beside the results for
+    ``circulate review`` and ``circulate accept``, since the blocked build is thrown away.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     payload = {
         "run_id": report.run_id,
@@ -171,6 +178,7 @@ def write_results_file(path: Path, report: ValidationReport) -> Path:
         "results": [
             {**asdict(r), "validated_at": r.validated_at.isoformat()} for r in report.results
         ],
+        "evidence": dict(evidence or {}),
     }
     partial = path.with_suffix(".json.partial")
     partial.write_text(json.dumps(payload, indent=1), encoding="utf-8")
@@ -186,6 +194,12 @@ def read_results_file(path: Path) -> ValidationReport:
         for r in payload["results"]
     ]
     return ValidationReport(payload["run_id"], payload["batch_id"], results)
+
+
+def read_evidence_file(path: Path) -> dict[str, Any]:
+    """The ``evidence`` :func:`write_results_file` kept (empty for files written before it)."""
+    payload = json.loads(path.read_text(encoding="utf-8"))
+    return dict(payload.get("evidence") or {})
 
 
 def format_table(results: Sequence[ValidationResult]) -> str:

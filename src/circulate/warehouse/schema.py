@@ -97,6 +97,27 @@ create table if not exists audit.validation_results (
     validated_at timestamptz not null
 );
 
+-- The operator's decisions on blocked nights, one row per decision and file: a copy of
+-- decisions.jsonl beside the warehouse, replaced whole at every publish (see
+-- circulate.decisions), because a blocked run's build is thrown away.
+create table if not exists audit.decisions (
+    decision_id varchar not null,
+    action varchar not null,
+    decided_at timestamptz not null,
+    decided_by varchar not null,
+    reason varchar not null,
+    run_id varchar,
+    check_name varchar,
+    file_name varchar not null,
+    sha256 varchar not null,
+    moved_to varchar
+);
+comment on table audit.decisions is 'What an operator decided about a blocked night or an \
+export, one row per decision and file: accept (a failed check on these exact files is \
+published as a warning), set_aside (the file is moved out of the inbox and never loaded) \
+or take_back (a set-aside file returned to the inbox); copied from decisions.jsonl beside \
+the warehouse';
+
 -- Added by ingestion v2; `add column if not exists` upgrades warehouses built before.
 alter table raw.transactions add column if not exists memo varchar;
 alter table audit.files add column if not exists redactions bigint default 0;
