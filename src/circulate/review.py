@@ -160,7 +160,7 @@ def review_blocked_run(settings: Settings, options: Sequence[str] = ()) -> Revie
     if warnings:
         lines += ["", f"Also failing, as warnings (they do not block): {len(warnings)}"]
         lines += [f"  {r.suite}.{r.expectation}: {_observed(r)}" for r in warnings]
-    lines += ["", "Then run again: circulate run (see docs/operations.md, 'Blocked night')."]
+    lines += ["", "Then run again: circulate run (docs/operations.md, 'Blocked-night runbook')."]
     return Review("\n".join(lines), True)
 
 
