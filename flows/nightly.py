@@ -12,6 +12,8 @@ from typing import Any
 from prefect import Task, flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.client.schemas.objects import State, TaskRun
+from prefect.events.worker import EventsWorker
+from prefect.logging.handlers import APILogWorker
 
 from circulate import pipeline
 from circulate.report import ReportResult, render_report
@@ -39,6 +41,16 @@ compute_task = task(cache_policy=NO_CACHE)  # a failed build or check is not ret
 
 def _log(message: str) -> None:
     get_run_logger().info(message)
+
+
+def send_pending_logs(timeout: float = 30) -> None:
+    """Deliver the log lines and events still queued for the Prefect API.
+
+    Prefect sends them in the background and at interpreter exit; a command that stops
+    its own temporary server first calls this, so nothing is sent to a server that is gone.
+    """
+    APILogWorker.drain_all(timeout=timeout)
+    EventsWorker.drain_all(timeout=timeout)
 
 
 @io_task

@@ -14,16 +14,18 @@ circulate take-back FILE --reason TEXT              return a set-aside export to
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import signal
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from datetime import date, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from circulate.errors import CirculateError
+from circulate.errors import UNEXPECTED_ERROR_EXIT_CODE, CirculateError
 
 if TYPE_CHECKING:
     from circulate.settings import Settings
@@ -48,15 +50,66 @@ def _say(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-def _run_flow(inbox: Path | None, warehouse: Path | None, reports: Path | None) -> str:
-    prepare_prefect_environment()
-    from flows.nightly import nightly
+@contextmanager
+def _prefect_api() -> Iterator[None]:
+    """A Prefect API for the flow: ``PREFECT_API_URL`` when set, else a temporary server.
 
-    return nightly(
-        inbox=str(inbox) if inbox else None,
-        warehouse=str(warehouse) if warehouse else None,
-        reports=str(reports) if reports else None,
-    )
+    The temporary server dies with this process even when it is killed (see
+    :func:`circulate.prefect_server.start_temporary_server`), and is stopped on the way
+    out, also on SIGTERM.
+    """
+    from circulate.errors import ConfigurationError
+    from circulate.prefect_server import healthy, start_temporary_server
+
+    prepare_prefect_environment()
+    api_url = os.environ.get("PREFECT_API_URL")
+    if api_url:
+        if not healthy(api_url):
+            raise ConfigurationError(
+                f"PREFECT_API_URL={api_url} does not answer: start that server "
+                "(`circulate serve`), or unset PREFECT_API_URL to run with a temporary one."
+            )
+        yield
+        return
+    server = start_temporary_server(Path(os.environ["PREFECT_HOME"]) / "temporary-server.log")
+    os.environ["PREFECT_API_URL"] = server.api_url  # before Prefect is imported
+    previous = signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        server.stop()
+        del os.environ["PREFECT_API_URL"]
+
+
+def _run_flow(
+    inbox: Path | None, warehouse: Path | None, reports: Path | None, *, debug: bool
+) -> str:
+    """Run the nightly flow once, holding the run lock from before Prefect starts.
+
+    A second run is refused by the lock at once, before any server starts; the flow
+    takes the same lock again inside (it does nothing when this process holds it).
+    """
+    from circulate import pipeline
+    from circulate.settings import Settings
+    from circulate.warehouse.lock import run_lock
+
+    settings = Settings().with_paths(inbox=inbox, warehouse=warehouse, reports=reports)
+    with run_lock(pipeline.lock_path(settings)), _prefect_api():
+        from flows.nightly import nightly, send_pending_logs
+
+        if not debug:
+            from circulate.terminal import quiet_console_logs
+
+            quiet_console_logs()
+        try:
+            return nightly(
+                inbox=str(inbox) if inbox else None,
+                warehouse=str(warehouse) if warehouse else None,
+                reports=str(reports) if reports else None,
+            )
+        finally:
+            send_pending_logs()
 
 
 def command_run(args: argparse.Namespace) -> int:
@@ -65,7 +118,7 @@ def command_run(args: argparse.Namespace) -> int:
 
     require_inbox(args.input or Settings().inbox)  # fail before starting Prefect
     started = time.perf_counter()
-    report = _run_flow(args.input, args.warehouse, args.reports)
+    report = _run_flow(args.input, args.warehouse, args.reports, debug=args.debug)
     _say(f"nightly run finished in {time.perf_counter() - started:.1f} s")
     print(report)
     return 0
@@ -170,7 +223,7 @@ def command_demo(args: argparse.Namespace) -> int:
         )
     else:
         _say(f"using the demo scheme already in {inbox}")
-    report = _run_flow(None, None, None)
+    report = _run_flow(None, None, None, debug=args.debug)
     _say(f"demo finished in {time.perf_counter() - started:.1f} s")
     _say(f"warehouse: {settings.warehouse}")
     _say(f"query it:  uv run duckdb -readonly {settings.warehouse}")
@@ -285,7 +338,7 @@ def command_metrics(args: argparse.Namespace) -> int:
 
     con = open_published(args.warehouse or Settings().warehouse)
     try:
-        rows = read_metrics(con, args.period or "all")
+        rows = read_metrics(con, args.period or "all", args.policy)
     finally:
         con.close()
     if args.json:
@@ -400,6 +453,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="circulate",
         description="Nightly evidence that a local currency keeps money circulating locally.",
+        epilog="exit codes: 0 done; 1 warnings only (validate) or stale (docs --check); "
+        "2 bad input or settings; 3 the night is blocked by a data check (see `circulate "
+        "review`); 4 a warehouse assertion failed (a defect in circulate); 5 another run "
+        "holds the lock; 70 an unexpected error (a defect; traceback in data/logs/)",
+    )
+    parser.add_argument(
+        "--debug",
+        action="store_true",
+        help="show every log line and the traceback of a failure (kept out of the terminal "
+        "otherwise; Prefect's logs keep them)",
     )
     commands = parser.add_subparsers(dest="command", required=True)
 
@@ -572,6 +635,13 @@ def build_parser() -> argparse.ArgumentParser:
         choices=("day", "week", "month"),
         help="one entry per period (a JSON list) instead of the whole history",
     )
+    metrics.add_argument(
+        "--policy",
+        choices=("fifo", "lifo"),
+        default="fifo",
+        help="order the traced figures follow money in: fifo = the published mart; lifo "
+        "replays the published ledger newest lot first, read-only (slower)",
+    )
     metrics.set_defaults(handler=command_metrics)
 
     _add_decision_commands(commands)
@@ -656,8 +726,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.handler(args))
     except CirculateError as error:
+        if args.debug:
+            raise
         _say(f"circulate: {error}")
+        _forget_tracebacks(error)
         return error.exit_code
+    except Exception as error:
+        if args.debug:
+            raise
+        path = _write_traceback(error)
+        _say(
+            f"circulate: unexpected {type(error).__name__}: {error}\n"
+            f"This is a defect in circulate, not in your data; the published warehouse is "
+            f"unchanged. The traceback is in {path} (or run again with --debug); please "
+            "report it with that file."
+        )
+        _forget_tracebacks(error)
+        return UNEXPECTED_ERROR_EXIT_CODE
+    finally:
+        gc.collect()
 
 
 if __name__ == "__main__":

@@ -1,17 +1,25 @@
-"""Start, or find, the local Prefect server that ``circulate serve`` registers with.
+"""Start, or find, the Prefect servers circulate runs its flows against.
 
-This module starts the server as a subprocess and talks to it over HTTP only; it never
-imports Prefect, so the core stays Prefect-free.
+``circulate serve`` starts a lasting local server (:func:`start_local_server`);
+``circulate run`` starts a temporary one for the night (:func:`start_temporary_server`)
+unless ``PREFECT_API_URL`` names a running one. This module starts servers as
+subprocesses and talks to them over HTTP only; it never imports Prefect, so the core
+stays Prefect-free.
 """
 
 from __future__ import annotations
 
+import ctypes
 import os
+import runpy
+import signal
+import socket
 import subprocess
 import sys
 import time
 import urllib.error
 import urllib.request
+from dataclasses import dataclass
 from pathlib import Path
 
 from circulate.errors import ConfigurationError
@@ -73,3 +81,111 @@ def start_local_server(
     raise ConfigurationError(
         f"The Prefect server did not answer within {timeout:.0f} s; see {log_file}."
     )
+
+
+#: Environment Prefect's own temporary server runs with: no UI, no background services.
+_TEMPORARY_SERVER_ENV = {
+    "PREFECT_UI_ENABLED": "0",
+    "PREFECT__SERVER_EPHEMERAL": "1",
+    "PREFECT__SERVER_FINAL": "1",
+}
+#: uvicorn's exit code when its port was taken between choosing and binding it.
+_PORT_TAKEN_EXIT_CODE = 3
+_PR_SET_PDEATHSIG = 1
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _run_tied_to_parent(parent_pid: int, module: str, arguments: list[str]) -> None:
+    """Run ``python -m module arguments`` in this process, stopped when ``parent_pid`` dies.
+
+    Linux stops the process with SIGTERM when its parent dies (``PR_SET_PDEATHSIG``); the
+    OOM killer ends only the process it picks, and without this the server that process
+    started would be re-parented and keep running, one more every such night. The request
+    is made here, after ``exec``, rather than in a ``preexec_fn``, which is unsafe in a
+    parent that already runs threads. Elsewhere than Linux there is no such request.
+    """
+    if sys.platform.startswith("linux"):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    if os.getppid() != parent_pid:  # the parent died before the request took effect
+        sys.exit(1)
+    sys.argv = [module, *arguments]
+    runpy.run_module(module, run_name="__main__", alter_sys=True)
+
+
+@dataclass
+class TemporaryServer:
+    """A Prefect API server that lives exactly as long as the command that started it."""
+
+    process: subprocess.Popen[bytes]
+    api_url: str
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+def start_temporary_server(log_file: Path, *, timeout: float = 120.0) -> TemporaryServer:
+    """Start a Prefect API server for one command, the way Prefect starts its own.
+
+    Prefect starts the same server by itself when no ``PREFECT_API_URL`` is set, but as a
+    child that outlives a killed parent. This one is tied to the calling process (see
+    :func:`_run_tied_to_parent`), listens on a free port of 127.0.0.1 and writes its output to
+    ``log_file``. Call :meth:`TemporaryServer.stop` when done.
+    """
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    deadline = time.monotonic() + timeout
+    while True:
+        port = _free_port()
+        api_url = f"http://127.0.0.1:{port}/api"
+        with open(log_file, "ab") as log:
+            process = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "circulate.prefect_server",
+                    str(os.getpid()),
+                    "uvicorn",
+                    "--factory",
+                    "prefect.server.api.server:create_app",
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    str(port),
+                    "--log-level",
+                    "error",
+                    "--lifespan",
+                    "on",
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env={**os.environ, **_TEMPORARY_SERVER_ENV},
+            )
+        server = TemporaryServer(process, api_url)
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                break
+            if healthy(api_url):
+                return server
+            time.sleep(0.1)
+        if process.returncode != _PORT_TAKEN_EXIT_CODE or time.monotonic() >= deadline:
+            server.stop()
+            raise ConfigurationError(
+                f"The temporary Prefect server did not start within {timeout:.0f} s "
+                f"(exit {process.returncode}); see {log_file}. Or point PREFECT_API_URL at "
+                "a running server (`circulate serve` starts one)."
+            )
+
+
+if __name__ == "__main__":
+    _run_tied_to_parent(int(sys.argv[1]), sys.argv[2], sys.argv[3:])

@@ -3,19 +3,15 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from circulate import pipeline
-from circulate.errors import AssertionsFailed, RunLocked, ValidationFailed
+from circulate.errors import AssertionsFailed, ValidationFailed
 from circulate.settings import Settings
 from circulate.warehouse.connection import connect
-from circulate.warehouse.lock import run_lock
 from circulate.warehouse.runner import default_sql_dir
 from tests.conftest import run_stages, write_export
 
@@ -67,37 +63,6 @@ def test_leftover_build_from_a_crashed_run_is_cleared(settings: Settings) -> Non
     write_export(settings, "2025-02-04.csv", [])
     run_stages(settings)
     assert not crashed.exists()
-
-
-def test_second_run_is_refused_while_the_first_holds_the_lock(settings: Settings) -> None:
-    lock = pipeline.lock_path(settings)
-    with run_lock(lock), pytest.raises(RunLocked, match=rf"pid {os.getpid()}"), run_lock(lock):
-        pass
-    assert not lock.exists()
-
-
-def test_stale_lock_of_a_dead_process_is_taken_over(settings: Settings) -> None:
-    lock = pipeline.lock_path(settings)
-    dead = subprocess.run(
-        [sys.executable, "-c", "import os; print(os.getpid())"],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    lock.parent.mkdir(parents=True, exist_ok=True)
-    import socket
-
-    lock.write_text(
-        json.dumps(
-            {
-                "pid": int(dead.stdout),
-                "host": socket.gethostname(),
-                "started_at": "2025-01-01T02:00:00+00:00",
-            }
-        )
-    )
-    with run_lock(lock):
-        assert json.loads(lock.read_text())["pid"] == os.getpid()
 
 
 def test_marts_are_mirrored_as_parquet(published: Settings) -> None:
