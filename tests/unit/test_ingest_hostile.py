@@ -14,7 +14,10 @@ import pytest
 
 from circulate import pipeline
 from circulate.errors import ValidationFailed
+from circulate.review import accept, set_aside
+from circulate.settings import Settings
 from circulate.validate.store import read_results_file
+from circulate.warehouse.connection import connect
 from tests.conftest import settings_in
 from tests.unit.ingest_helpers import ingest_in_memory
 
@@ -174,3 +177,75 @@ def test_an_issuer_kind_mismatch_blocks_the_night_naming_file_and_line(
     report = read_results_file(kept)
     assert [r.expectation for r in report.critical_failures] == ["issuer_kind_consistent"]
     assert "warehouse" not in {r.suite for r in report.results}
+
+
+def _blocked_run(settings: Settings) -> tuple[str, list[str]]:
+    """Run the night, which must block; return the run id and the checks that blocked it."""
+    with pytest.raises(ValidationFailed):
+        pipeline.run_in_process(settings)
+    [kept] = (settings.warehouse.parent / "validation").glob("*.json")
+    report = read_results_file(kept)
+    return report.run_id, sorted(r.expectation for r in report.critical_failures)
+
+
+def test_an_accepted_conflict_publishes_every_row_accounted_for(tmp_path: Path) -> None:
+    """17 alone: A1 loads, A1 again is a duplicate, A1 at 41.00 conflicts, A2 loads. The
+    conflict and the quarantine share (1 row in 4) block; once both are accepted on these
+    bytes the night publishes, each failure a warning carrying the reason."""
+    settings = settings_in(tmp_path)
+    name = "17_duplicates_conflicts.csv"
+    (settings.inbox / "exports").mkdir()
+    shutil.copy(CORPUS / name, settings.inbox / "exports" / name)
+    run_id, blocked = _blocked_run(settings)
+    assert blocked == ["no_conflicting_resends", "quarantine_share_critical"]
+    for check in blocked:
+        accept(settings, run_id=run_id, check=check, reason="scheme: 40.00 is right", by="ops")
+
+    summary = pipeline.run_in_process(settings)
+    [result] = summary.files
+    assert (result.rows_in, result.rows_loaded, result.rows_duplicate) == (4, 2, 1)
+    assert result.rows_quarantined == 1
+    con = connect(settings.warehouse, read_only=True)
+    try:
+        accepted = con.execute(
+            "select expectation, severity, observed_value from audit.validation_results "
+            "where status = 'failed' and expectation in "
+            "('no_conflicting_resends', 'quarantine_share_critical') order by expectation"
+        ).fetchall()
+        quarantined = con.execute("select source_line, reason from audit.quarantine").fetchall()
+        decided = con.execute("select count(*) from audit.decisions").fetchone()
+    finally:
+        con.close()
+    assert [(e, s) for e, s, _ in accepted] == [(c, "warning") for c in blocked]
+    assert all("accepted by ops" in o and "scheme: 40.00 is right" in o for _, _, o in accepted)
+    assert quarantined == [(4, "txn_id already used with different content")]
+    assert decided == (2,)
+
+
+def test_a_set_aside_hostile_file_is_never_loaded(tmp_path: Path) -> None:
+    """29 and 17 together block on 17's conflict; 17 set aside, the night publishes 29
+    alone, and 17's bytes arriving again under another name are skipped."""
+    settings = settings_in(tmp_path)
+    exports = settings.inbox / "exports"
+    exports.mkdir()
+    for name in ("17_duplicates_conflicts.csv", "29_ok.csv.gz"):
+        shutil.copy(CORPUS / name, exports / name)
+    _, blocked = _blocked_run(settings)
+    assert "no_conflicting_resends" in blocked
+    set_aside(settings, "exports/17_duplicates_conflicts.csv", reason="ragged resend")
+    assert not (exports / "17_duplicates_conflicts.csv").exists()
+
+    summary = pipeline.run_in_process(settings)
+    assert {f.file_name: f.status for f in summary.files} == {
+        "exports/17_duplicates_conflicts.csv": "set_aside",
+        "exports/29_ok.csv.gz": "loaded",
+    }
+    shutil.copy(CORPUS / "17_duplicates_conflicts.csv", exports / "17_again.csv")
+    again = pipeline.run_in_process(settings)
+    assert [(f.file_name, f.status) for f in again.files] == [("exports/17_again.csv", "set_aside")]
+    con = connect(settings.warehouse, read_only=True)
+    try:
+        loaded = con.execute("select source_file, count(*) from raw.transactions group by 1")
+        assert loaded.fetchall() == [("exports/29_ok.csv.gz", 2)]
+    finally:
+        con.close()
