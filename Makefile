@@ -12,7 +12,9 @@ export PREFECT_HOME := $(CURDIR)/data/prefect
 
 .venv/.installed: pyproject.toml uv.lock
 	@$(UV) --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet --disable-pip-version-check 'uv>=0.9'
-	$(UV) sync --frozen
+	# Bytecode is compiled here, once; with compile-bytecode in pyproject.toml every
+	# `uv run` that checks the environment would compile ~11,800 files again.
+	$(UV) sync --frozen --compile-bytecode
 	@touch $@
 
 install: .venv/.installed

@@ -270,7 +270,10 @@ def check_warehouse(ctx: RunContext) -> None:
         details = "\n".join(f.describe() for f in failures)
         raise AssertionsFailed(
             f"{len(failures)} warehouse assertion(s) failed; nothing was published and the "
-            f"previous snapshot stays in place:\n{details}"
+            f"previous snapshot stays in place:\n{details}\n"
+            "Bad input is stopped at ingest or validation, so this is a defect in circulate: "
+            "please report it with these lines. Setting the night's exports aside "
+            "(`circulate set-aside FILE --reason TEXT`) lets the next nights publish meanwhile."
         )
 
 

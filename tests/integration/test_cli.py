@@ -60,3 +60,23 @@ def test_missing_input_folder_is_a_clear_error(tmp_path: Path) -> None:
     assert ran.returncode == 2
     assert "Input folder nowhere does not exist" in ran.stderr
     assert not (tmp_path / "wh" / "c.duckdb").exists()
+
+
+def test_uv_run_does_not_compile_bytecode_again() -> None:
+    """Bytecode is compiled once by `make install`, not by every `uv run` (≈ 1 s each)."""
+    import shutil
+
+    uv = shutil.which("uv")
+    if uv is None:
+        pytest.skip("uv is not on PATH")
+    project = Path(__file__).resolve().parents[2]
+    ran = subprocess.run(
+        [uv, "run", "--frozen", "circulate", "--help"],
+        cwd=project,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert ran.returncode == 0, ran.stderr
+    assert "Bytecode compiled" not in ran.stderr
+    assert "exit codes:" in ran.stdout
