@@ -23,9 +23,9 @@ from circulate import pipeline
 from circulate.errors import ConfigurationError
 from circulate.metrics import network
 from circulate.metrics.circulation import BOOTSTRAP_SEED, bootstrap_ratio_interval
-from circulate.metrics.network import (
+from circulate.metrics.network import Ledger
+from circulate.metrics.network_graph import (
     EdgeList,
-    Ledger,
     edges_on_short_cycles,
     strong_components,
     to_igraph,

@@ -40,7 +40,8 @@ from hypothesis import strategies as st
 from circulate.generate import generate_scheme
 from circulate.ingest.pseudonym import pseudonymise
 from circulate.metrics import network_flows
-from circulate.metrics.network import (
+from circulate.metrics.network_flows import complementary_suppression, primary_suppression
+from circulate.metrics.network_graph import (
     EdgeList,
     bounded_cycles,
     communities,
@@ -55,7 +56,6 @@ from circulate.metrics.network import (
     summarise,
     to_igraph,
 )
-from circulate.metrics.network_flows import complementary_suppression, primary_suppression
 from circulate.settings import Settings
 from circulate.warehouse.connection import connect
 from tests.conftest import TEST_KEY, run_stages, write_csv, write_export
