@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -287,6 +288,54 @@ def test_a_fee_booked_as_a_transfer_blocks_the_night_before_any_assertion(
     assert [(row["txn_id"], row["source_file"], row["source_line"]) for row in sample] == [
         ("T7", "exports/2025-01-08.csv", 5)
     ]
+
+
+def test_an_accounts_file_listing_a_member_as_issuer_is_quarantined_and_the_night_publishes(
+    published: Settings,
+) -> None:
+    """A later accounts file lists CAFE, a business paid by ANN on line 3 of 2025-01-06.csv,
+    as the issuer. Loaded, CAFE's balance (5.00 after its redemption) would leave
+    circulation while its payments stay: member balances would be 5.00 short of the money
+    supply. Ingestion quarantines that row naming CAFE's first member row; the rest of the
+    file loads and the night publishes with CAFE still a business."""
+    changed = [row if row[0] != "CAFE" else ("CAFE", "issuer", "", "", "") for row in HAND_ACCOUNTS]
+    changed.append(("DEV", "individual", "", "Easton", "2025-01-09"))
+    write_csv(published.inbox / "accounts.csv", ACCOUNT_HEADER, changed)
+    # One row of five quarantined is far over the default share that blocks a night; a
+    # scheme's accounts file holds hundreds. Equal warning and critical shares also make
+    # two alike expectations, of which Great Expectations keeps one: both checks report.
+    lenient = ValidationThresholds(quarantine_warning=0.5, quarantine_critical=0.5)
+    pipeline.run_in_process(replace(published, validation=lenient))
+    con = connect(published.warehouse, read_only=True)
+    try:
+        quarantined = con.execute(
+            "select source_file, source_line, reason from audit.quarantine"
+        ).fetchall()
+        types = dict(
+            con.execute("select account_id, account_type from staging.accounts").fetchall()
+        )
+        shares = con.execute(
+            "select expectation, status from audit.validation_results "
+            "where expectation like 'quarantine_share_%' "
+            "and run_id = (select max(run_id) from audit.validation_results) order by 1"
+        ).fetchall()
+    finally:
+        con.close()
+    assert quarantined == [
+        (
+            "accounts.csv",
+            5,
+            "listed as issuer but a member in the ledger on file (exports/2025-01-06.csv "
+            "line 3): correct its account_type, or rebook that account's rows as issuance, "
+            "redemption or fee",
+        )
+    ]
+    assert shares == [
+        ("quarantine_share_critical", "passed"),
+        ("quarantine_share_warning", "passed"),
+    ]
+    assert types[pseudonymise("CAFE", TEST_KEY.encode())] == "business"
+    assert types[pseudonymise("DEV", TEST_KEY.encode())] == "individual"
 
 
 def test_my_sql_assertions_pass_on_the_hand_ledger_and_catch_tampering(

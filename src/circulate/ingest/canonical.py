@@ -473,7 +473,35 @@ cleaned as (
         area,
         joined_at as joined_text
     from incoming
+),
+
+-- Accounts this file lists as issuer that the ledger on file already shows as a member
+-- (paying or paid a transfer or reversal, receiving an issuance, paying a redemption or
+-- fee), with the first such row. Listed as issuer, their balances would leave circulation
+-- while those rows stay: member balances would no longer add up to the money supply.
+listed_as_issuer as (
+    select pseudonyms.pseudonym as account_id
+    from cleaned
+    join pseudonyms on pseudonyms.raw_id = cleaned.raw_id
+    where cleaned.account_type = 'issuer'
+),
+
+member_rows as (
+    select account_id, min(source_file || ' line ' || source_line) as first_member_row
+    from (
+        select source_id as account_id, source_file, source_line
+        from raw.transactions
+        where kind in ('transfer', 'reversal', 'redemption', 'fee')
+            and source_id in (select account_id from listed_as_issuer)
+        union all
+        select target_id, source_file, source_line
+        from raw.transactions
+        where kind in ('transfer', 'reversal', 'issuance')
+            and target_id in (select account_id from listed_as_issuer)
+    )
+    group by account_id
 )
+
 select
     cleaned.*,
     pseudonyms.pseudonym as account_id,
@@ -490,10 +518,15 @@ select
             then 'unparseable joined_at'
         when count(*) over (partition by cleaned.file_index, cleaned.raw_id) > 1
             then 'account_id listed more than once'
+        when member_rows.account_id is not null
+            then 'listed as issuer but a member in the ledger on file ('
+                || member_rows.first_member_row || '): correct its account_type, '
+                || 'or rebook that account''s rows as issuance, redemption or fee'
     end as reason,
     case when reason is null then 'loaded' else 'quarantined' end as outcome
 from cleaned
 left join pseudonyms on pseudonyms.raw_id = cleaned.raw_id
+left join member_rows on member_rows.account_id = pseudonyms.pseudonym
 """
 
 # Follows ``with incoming as (…)``.

@@ -25,6 +25,7 @@ from great_expectations.core.expectation_validation_result import (
     ExpectationValidationResult,
 )
 from great_expectations.data_context.types.base import ProgressBarsConfig
+from great_expectations.expectations.expectation import Expectation
 
 from circulate.errors import InputError
 from circulate.settings import ValidationThresholds
@@ -128,6 +129,15 @@ def _result_of(
     )
 
 
+def _alike(first: Expectation, second: Expectation) -> bool:
+    """Whether a suite would keep only one of the two (what it compares, meta aside)."""
+    ignored = {"id", "rendered_content", "notes", "meta"}
+    return bool(
+        first.expectation_type == second.expectation_type
+        and first.dict(exclude=ignored) == second.dict(exclude=ignored)
+    )
+
+
 def run_checks(
     frames: BatchFrames,
     checks: Sequence[Check],
@@ -147,15 +157,25 @@ def run_checks(
     context = _context()
     source = context.data_sources.add_pandas("batch")
     outcomes: dict[str, ExpectationValidationResult] = {}
+    twins: dict[str, str] = {}
     to_run = [c for c in checks if c.needs is None or c.needs not in frames.skip_reasons]
     for frame_name in dict.fromkeys(c.frame for c in to_run):
         frame = frames.frames[frame_name]
         suite = context.suites.add(gx.ExpectationSuite(name=frame_name))
+        added: dict[str, Expectation] = {}
         for check in to_run:
             if check.frame == frame_name:
                 expectation = check.make()
+                # A suite keeps one of two expectations alike but for their meta (for
+                # example a warning and a critical share check set to the same threshold):
+                # the second check takes the first one's outcome.
+                twin = next((n for n, e in added.items() if _alike(e, expectation)), None)
+                if twin is not None:
+                    twins[check.name] = twin
+                    continue
                 expectation.meta = {"check": check.name}
                 suite.add_expectation(expectation)
+                added[check.name] = expectation
         asset = source.add_dataframe_asset(frame_name)
         batch = asset.add_batch_definition_whole_dataframe(frame_name).get_batch(
             batch_parameters={"dataframe": frame}
@@ -167,6 +187,8 @@ def run_checks(
             config = outcome.expectation_config
             if config is not None and config.meta:
                 outcomes[str(config.meta["check"])] = outcome
+    for check_name, twin in twins.items():
+        outcomes[check_name] = outcomes[twin]
     results = []
     for check in checks:
         base: dict[str, Any] = {
