@@ -35,14 +35,12 @@ from typing import Any, Literal
 import duckdb
 
 from circulate.errors import InputError
-from circulate.ingest.canonical import SetAside
+from circulate.ingest.canonical import CONFLICT_REASON, SetAside
 from circulate.settings import Settings
 from circulate.validate.store import ValidationReport, ValidationResult
 
 Action = Literal["accept", "set_aside", "take_back"]
 
-#: Quarantine reason of a ``txn_id`` re-sent with other content (see ingest.canonical).
-CONFLICT_REASON = "txn_id already used with different content"
 
 #: For these checks the files behind a failure are known exactly; any other check's
 #: failure is put down to every file of the batch (an acceptance then covers them all).

@@ -47,6 +47,9 @@ CHUNK_BYTES = 256 << 20
 TRANSACTION_COLUMNS = ("txn_id", "occurred_at", "source_id", "target_id", "amount", "kind")
 KINDS = ("issuance", "transfer", "redemption", "fee", "reversal")
 ACCOUNT_TYPES = ("individual", "business", "public_body", "issuer")
+#: The quarantine reason of a row whose txn_id was loaded before with other content;
+#: validation and ``circulate review`` find conflicts by it.
+CONFLICT_REASON = "txn_id already used with different content"
 _DAY_IN_NAME = re.compile(r"(\d{4}-\d{2}-\d{2})")
 # Free text that may carry personal data, per role; ids and amounts are never free text.
 _FREE_TEXT = {
@@ -412,7 +415,7 @@ select
     file_index,
     source_line,
     case versus_loaded when 'duplicate' then 'duplicate' else 'quarantined' end as outcome,
-    case versus_loaded when 'conflict' then 'txn_id already used with different content' end
+    case versus_loaded when 'conflict' then $conflict_reason end
         as reason
 from compared
 where versus_loaded <> 'new'
@@ -434,7 +437,7 @@ def _ingest_transactions(
         )
     finally:
         con.execute("set TimeZone = 'UTC'")
-    con.execute(_SETTLE_REPEATED_IDS)
+    con.execute(_SETTLE_REPEATED_IDS, {"conflict_reason": CONFLICT_REASON})
     con.execute(
         """
         update classified

@@ -15,10 +15,8 @@ from dataclasses import dataclass, field
 import duckdb
 import pandas as pd
 
+from circulate.ingest.canonical import CONFLICT_REASON
 from circulate.validate.suites import CONTRACT_TYPES, Check
-
-#: The reason ingestion gives a row whose txn_id was loaded before with other content.
-CONFLICT_REASON = "txn_id already used with different content"
 
 #: Ratio given to a day with rows when its trailing median is zero (any band fails it).
 NO_BASELINE_RATIO = 1e9
