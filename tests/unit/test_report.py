@@ -15,6 +15,7 @@ import pytest
 from circulate.report import ReportResult, render_report
 from circulate.report.data import load_report_data
 from circulate.report.page import FAILED_BANNER
+from circulate.settings import Settings
 
 # day, issued, redeemed, fees, transfer_volume, transfer_count, money_supply, active_accounts
 DAYS = [
@@ -289,3 +290,15 @@ def test_long_history_is_drawn_weekly(tmp_path: Path) -> None:
     assert data.supply_period == "week"
     assert data.supply.height == 600  # 4200 days from a Monday
     assert data.supply["money_supply"][-1] == 4200.0  # end-of-week balance
+
+
+def test_a_scheme_whose_every_decile_is_hidden_still_renders(published: Settings) -> None:
+    """The six-row hand ledger has one area with two accounts: every decile cell is under
+    k and hidden, so the deprivation chart has nothing to draw and is left out (an empty
+    chart made vl-convert fail the whole report); the table still says "hidden"."""
+    result = render_report(published.warehouse, published.reports, run_id="hand")
+    page = result.index_html.read_text(encoding="utf-8")
+    assert 'id="h-inclusion"' in page and "hidden" in page
+    charts_dir = result.index_html.parent / "charts"
+    assert not (charts_dir / "deprivation.png").exists()
+    assert (charts_dir / "money_supply.png").exists()

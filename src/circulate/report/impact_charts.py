@@ -315,6 +315,8 @@ def deprivation_chart(ev: Evidence) -> ReportChart | None:
         .with_columns(pl.col("measure").replace_strict(measures))
         .drop_nulls("share")
     )
+    if data.is_empty():
+        return None  # every decile's cell hidden (k-anonymity): nothing to draw
     poorest = ev.deciles.filter(pl.col("decile") <= 3)
     spend = float(poorest["residents_spend_share"].sum()) if len(poorest) else None
     receipts = float(poorest["business_receipts_share"].sum()) if len(poorest) else None
