@@ -33,6 +33,7 @@ from circulate.ingest.canonical import FileResult, IngestContext, ingest_inbox
 from circulate.ingest.pseudonym import load_key
 from circulate.ingest.summary import file_line
 from circulate.metrics import python_models
+from circulate.pull.state import copy_pulls, pull_log_path
 from circulate.settings import Settings
 from circulate.warehouse import publish as snapshot
 from circulate.warehouse.connection import connect
@@ -282,12 +283,13 @@ def publish_snapshot(ctx: RunContext, summary: IngestSummary) -> None:
 
     Runs that published nothing since the last snapshot (failed, or nothing new) are in
     the run log only; they are copied into ``audit.runs`` here, so the published
-    snapshot lists every run up to its own. ``audit.decisions`` is replaced by the
-    decisions log the same way.
+    snapshot lists every run up to its own. ``audit.decisions`` and ``audit.pulls`` are
+    replaced by the decisions and pulls logs the same way.
     """
     with _open_build(ctx) as con:
         _copy_logged_runs(con, ctx.settings)
         copy_decisions(con, decisions_path(ctx.settings))
+        copy_pulls(con, pull_log_path(ctx.settings.warehouse))
         con.execute(
             """
             insert into audit.runs (run_id, started_at, finished_at, status, stage,

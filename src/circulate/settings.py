@@ -128,6 +128,11 @@ class Settings:
     set_aside_dir
         Where ``circulate set-aside`` moves exports (``CIRCULATE_SET_ASIDE_DIR``); ``None``
         means ``set-aside/`` beside the inbox, see :func:`circulate.decisions.set_aside_dir`.
+    source_token_file
+        File holding the access token of the scheme's platform (``[source]`` in its
+        ``scheme.toml``), readable by its owner only (``CIRCULATE_SOURCE_TOKEN_FILE``;
+        ``CIRCULATE_SOURCE_TOKEN`` holds the token itself instead), see
+        :mod:`circulate.pull.source`.
     """
 
     inbox: Path = field(default_factory=lambda: _env_path("CIRCULATE_INBOX", "data/inbox"))
@@ -173,6 +178,13 @@ class Settings:
         default_factory=lambda: (
             Path(os.environ["CIRCULATE_SET_ASIDE_DIR"])
             if os.environ.get("CIRCULATE_SET_ASIDE_DIR")
+            else None
+        )
+    )
+    source_token_file: Path | None = field(
+        default_factory=lambda: (
+            Path(os.environ["CIRCULATE_SOURCE_TOKEN_FILE"])
+            if os.environ.get("CIRCULATE_SOURCE_TOKEN_FILE")
             else None
         )
     )

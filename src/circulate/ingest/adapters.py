@@ -37,6 +37,22 @@ cyclos
     (and quarantined as a conflict when the legs disagree). A leg with a system account
     is issuance (money in) or redemption (money out) unless ``[kinds]`` maps its transfer
     type (for example ``"membership fee" = "fee"``); ``Chargeback`` is a reversal.
+cyclos, ``layout = "transfers"``
+    What ``circulate pull cyclos`` writes: the Cyclos 4 REST API's own JSON, one object
+    per line. Transfers (``GET /api/transfers``): ``id``, ``transactionNumber``, ``date``
+    (ISO with offset), ``amount`` (positive), ``from`` / ``to`` account references
+    (``kind`` system or user; a user account is known by ``user.id``, a system account by
+    its type's ``internalName``, Cyclos keeping one system account per type), ``type``
+    (``internalName``), ``kind`` and ``description`` (→ memo), optional
+    ``channel.internalName``. txn_id is the transaction number, else the transfer id.
+    kind: a ``chargeback`` transfer is a reversal, ``accountFee`` / ``transferFee`` to a
+    system account a fee, then ``[kinds]`` on ``type.internalName``, then from a system
+    account issuance, to one redemption, else transfer. Users (``GET /api/users``): ``id``,
+    ``group.internalName`` (→ ``[account_types]``), ``customValues.category`` → sector,
+    ``customValues.neighbourhood`` → area, ``activationDate`` → joined_at (a dotted
+    ``[account_columns]`` value such as ``"customValues.businessType"`` names another
+    field). System accounts (``GET /api/system/accounts``, a file with ``type`` and no
+    ``group``): each row is an issuer known by ``type.internalName``.
 generic
     Any column names: ``[columns]`` maps canonical names to the export's, ``[kinds]`` the
     export's type values to issuance, transfer, redemption, fee or reversal.
@@ -44,6 +60,7 @@ generic
 
 from __future__ import annotations
 
+import hashlib
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -61,6 +78,8 @@ ACCOUNT_TYPES = ("individual", "business", "public_body", "issuer")
 ROLES = ("accounts", "areas", "transactions")
 #: Severities a ``[validation]`` entry may give a check (see circulate.validate.suites).
 SEVERITIES = ("critical", "warning")
+#: Cyclos layouts: account-history legs (flat CSV) or the REST API's transfers (JSON).
+CYCLOS_LAYOUTS = ("history", "transfers")
 
 TRANSACTION_FIELDS = ("txn_id", "occurred_at", "source_id", "target_id", "amount", "kind")
 OPTIONAL_TRANSACTION_FIELDS = ("channel", "memo", "token")
@@ -107,6 +126,33 @@ _CYCLOS_REQUIRED = (
     "related_account_kind",
     "kind",
 )
+# Key paths into the Cyclos REST API's transfer objects (layout "transfers"): the first
+# segment is the file's column (the top-level key), the rest a path inside its JSON.
+_CYCLOS_TRANSFER_PATHS = {
+    "transaction_number": "transactionnumber",
+    "transfer_id": "id",
+    "occurred_at": "date",
+    "amount": "amount",
+    "from_kind": "from.kind",
+    "from_user": "from.user.id",
+    "from_system": "from.type.internalName",
+    "to_kind": "to.kind",
+    "to_user": "to.user.id",
+    "to_system": "to.type.internalName",
+    "transfer_type": "type.internalName",
+    "transfer_kind": "kind",
+    "memo": "description",
+    "channel": "channel.internalName",
+}
+_CYCLOS_TRANSFER_REQUIRED = ("id", "date", "amount", "from", "to", "type")
+# Users of GET /api/users; a dotted [account_columns] value replaces one of these.
+_CYCLOS_API_USER_PATHS = {
+    "account_id": "id",
+    "account_type": "group.internalName",
+    "sector": "customvalues.category",
+    "area": "customvalues.neighbourhood",
+    "joined_at": "activationdate",
+}
 _DEFAULT_ACCOUNT_COLUMNS: dict[str, dict[str, str]] = {
     "canonical": _IDENTITY_ACCOUNTS,
     "generic": _IDENTITY_ACCOUNTS,
@@ -151,6 +197,7 @@ _DEFAULT_ACCOUNT_TYPES: dict[str, dict[str, str]] = {
         "consumers": "individual",
         "businesses": "business",
         "public bodies": "public_body",
+        "publicbodies": "public_body",  # the group's internalName in the REST API
     },
 }
 _DEFAULT_FILES: dict[str, dict[str, tuple[str, ...]]] = {
@@ -161,7 +208,11 @@ _DEFAULT_FILES: dict[str, dict[str, tuple[str, ...]]] = {
     },
     "generic": {"transactions": ("exports/*",), "accounts": ("accounts.*",), "areas": ("areas.*",)},
     "sarafu": {"transactions": ("exports/*",), "accounts": ("users.*",), "areas": ("areas.*",)},
-    "cyclos": {"transactions": ("exports/*",), "accounts": ("users.*",), "areas": ("areas.*",)},
+    "cyclos": {
+        "transactions": ("exports/*",),
+        "accounts": ("users.*", "system-accounts.*"),
+        "areas": ("areas.*",),
+    },
 }
 
 
@@ -183,6 +234,9 @@ class SchemeMap:
     #: ``[validation]``: check name to severity, overriding the check's default. Names
     #: are checked against the suites when the batch is validated (``validate_batch``).
     validation: Mapping[str, str] = field(default_factory=dict)
+    #: cyclos only: ``history`` (account-history legs) or ``transfers`` (the REST API's
+    #: JSON, as ``circulate pull cyclos`` writes it).
+    layout: str = "history"
 
 
 def _fail(path: Path, message: str) -> InputError:
@@ -196,6 +250,18 @@ def _string_table(path: Path, data: dict[str, Any], key: str) -> dict[str, str]:
     ):
         raise _fail(path, f'[{key}] must be a table of text values, such as a = "b"')
     return {k.strip().lower(): v.strip() for k, v in table.items()}
+
+
+def column_spec(value: str) -> str:
+    """A ``[columns]`` value as matched: the column lower-cased, a JSON path after a dot kept.
+
+    The reader lower-cases a file's column names; keys inside a JSON value keep their case.
+
+    >>> column_spec("Transfer_Type"), column_spec("customValues.businessType")
+    ('transfer_type', 'customvalues.businessType')
+    """
+    head, dot, path = value.partition(".")
+    return head.lower() + dot + path
 
 
 def load_scheme_map(inbox: Path) -> SchemeMap:
@@ -220,11 +286,19 @@ def load_scheme_map(inbox: Path) -> SchemeMap:
     for role, value in _files_table(path, data).items():
         files[role] = value
     columns = dict(_DEFAULT_COLUMNS[adapter])
-    columns.update({k: v.lower() for k, v in _string_table(path, data, "columns").items()})
+    columns.update({k: column_spec(v) for k, v in _string_table(path, data, "columns").items()})
     account_columns = dict(_DEFAULT_ACCOUNT_COLUMNS[adapter])
     account_columns.update(
-        {k: v.lower() for k, v in _string_table(path, data, "account_columns").items()}
+        {k: column_spec(v) for k, v in _string_table(path, data, "account_columns").items()}
     )
+    layout = str(data.get("layout", "history")).lower()
+    if layout not in CYCLOS_LAYOUTS or (layout != "history" and adapter != "cyclos"):
+        raise _fail(
+            path,
+            f"layout = {layout!r} is unknown; the cyclos adapter reads layout = "
+            '"history" (account-history CSV) or "transfers" (the REST API\'s JSON, '
+            "as circulate pull cyclos writes it)",
+        )
     kinds = dict(_DEFAULT_KINDS[adapter])
     kinds.update({k: v.lower() for k, v in _string_table(path, data, "kinds").items()})
     bad = sorted({v for v in kinds.values() if v not in KINDS})
@@ -262,6 +336,7 @@ def load_scheme_map(inbox: Path) -> SchemeMap:
         timestamp_format=str(fmt) if fmt is not None else None,
         token=str(token) if token is not None else None,
         validation={k: v.lower() for k, v in validation.items()},
+        layout=layout,
     )
 
 
@@ -319,11 +394,29 @@ def trimmed(column: str) -> str:
     )
 
 
-def _col(name: str | None, present: set[str]) -> str:
-    """Trimmed, empty-as-null text of an export column, or NULL when it is absent."""
-    if name is None or name not in present:
+def _col(name: str | None, present: set[str], params: dict[str, str] | None = None) -> str:
+    """Trimmed, empty-as-null text of an export column, or NULL when it is absent.
+
+    With ``params``, a name such as ``from.user.id`` that is not a column itself reads
+    the JSON of column ``from`` at path ``user.id`` (the path bound as a parameter); a
+    value that is not a JSON object there gives NULL.
+    """
+    if name is None:
         return "null::varchar"
-    return f"nullif({trimmed(quote_identifier(name))}, '')"
+    if name.lower() in present:
+        return f"nullif({trimmed(quote_identifier(name.lower()))}, '')"
+    head, _, path = name.partition(".")
+    if params is None or not path or head not in present:
+        return "null::varchar"
+    key = "path_" + hashlib.sha256(name.encode()).hexdigest()[:12]
+    params[key] = "$" + "".join(
+        '."' + part.replace("\\", "\\\\").replace('"', '\\"') + '"' for part in path.split(".")
+    )
+    column = quote_identifier(head)
+    return (
+        f"nullif(trim(case when json_valid({column}) then "
+        f"json_extract_string({column}, ${key}) end), '')"
+    )
 
 
 def _mapping_case(
@@ -353,6 +446,8 @@ def _timestamp(expr: str, scheme: SchemeMap, params: dict[str, str]) -> str:
 
 def required_columns(scheme: SchemeMap, role: str) -> list[str]:
     """Export column names a file of ``role`` must have under this map."""
+    if scheme.layout == "transfers":
+        return list(_CYCLOS_TRANSFER_REQUIRED) if role == "transactions" else ["id"]
     if role == "transactions":
         fields = _CYCLOS_REQUIRED if scheme.adapter == "cyclos" else TRANSACTION_FIELDS
         return [scheme.columns[f] for f in fields]
@@ -364,6 +459,8 @@ def required_columns(scheme: SchemeMap, role: str) -> list[str]:
 def canonical_select(scheme: SchemeMap, role: str, present: set[str]) -> tuple[str, dict[str, str]]:
     """SQL (and its parameters) selecting the canonical text frame from ``incoming_raw``."""
     params: dict[str, str] = {}
+    if scheme.layout == "transfers" and role != "areas":
+        return _cyclos_api_select(scheme, role, present, params), params
     if role == "accounts":
         c = scheme.account_columns
         raw_type = _col(c.get("account_type"), present)
@@ -434,3 +531,78 @@ def canonical_select(scheme: SchemeMap, role: str, present: set[str]) -> tuple[s
             {token_problem} as adapter_problem
         from incoming_raw"""  # noqa: S608 (identifiers quoted, values bound)
     return sql, params
+
+
+def cyclos_api_paths(scheme: SchemeMap, role: str) -> list[str]:
+    """Key paths (``column.json.path``) the ``transfers`` layout reads for ``role``.
+
+    ``circulate pull`` keeps only these of each object it writes, so names, e-mail
+    addresses and other fields ingestion never reads do not reach the disk.
+    """
+    if role == "transactions":
+        return list(_CYCLOS_TRANSFER_PATHS.values())
+    if role == "system_accounts":
+        return ["id", "type.internalName"]
+    columns = dict(_CYCLOS_API_USER_PATHS)
+    columns.update({k: v for k, v in scheme.account_columns.items() if "." in v})
+    return list(columns.values())
+
+
+def _cyclos_api_select(
+    scheme: SchemeMap, role: str, present: set[str], params: dict[str, str]
+) -> str:
+    """The canonical frame of the Cyclos REST API's JSON (``layout = "transfers"``)."""
+    if role == "accounts" and "type" in present and "group" not in present:
+        # GET /api/system/accounts: every system account is an issuer.
+        return f"""
+            select file_index, source_line,
+                {_col("type.internalName", present, params)} as account_id,
+                'issuer' as account_type, null::varchar as sector, null::varchar as area,
+                null::varchar as joined_at, null::varchar as adapter_problem
+            from incoming_raw"""  # noqa: S608 (identifiers quoted, values bound)
+    if role == "accounts":
+        c = dict(_CYCLOS_API_USER_PATHS)
+        c.update({k: v for k, v in scheme.account_columns.items() if "." in v})
+        raw_type = _col(c["account_type"], present, params)
+        mapped_type = _mapping_case(raw_type, scheme.account_types, "type", params)
+        joined = _col(c["joined_at"], present, params)
+        return f"""
+            select file_index, source_line,
+                {_col(c["account_id"], present, params)} as account_id,
+                coalesce({mapped_type}, lower({raw_type})) as account_type,
+                {_col(c["sector"], present, params)} as sector,
+                {_col(c["area"], present, params)} as area,
+                -- the date as the server wrote it (its own day), not shifted to UTC
+                coalesce(cast(try_cast(left({joined}, 10) as date) as varchar), {joined})
+                    as joined_at,
+                null::varchar as adapter_problem
+            from incoming_raw"""  # noqa: S608 (identifiers quoted, values bound)
+    p = {name: _col(spec, present, params) for name, spec in _CYCLOS_TRANSFER_PATHS.items()}
+    from_kind, to_kind = f"lower({p['from_kind']})", f"lower({p['to_kind']})"
+    transfer_kind = f"lower({p['transfer_kind']})"
+    mapped_kind = _mapping_case(p["transfer_type"], scheme.kinds, "kind", params)
+    return f"""
+        select file_index, source_line,
+            coalesce({p["transaction_number"]}, {p["transfer_id"]}) as txn_id,
+            {p["occurred_at"]} as occurred_at,
+            {p["channel"]} as channel,
+            {p["memo"]} as memo,
+            case {from_kind} when 'system' then {p["from_system"]}
+                when 'user' then {p["from_user"]} end as source_id,
+            case {to_kind} when 'system' then {p["to_system"]}
+                when 'user' then {p["to_user"]} end as target_id,
+            {p["amount"]} as amount,
+            case
+                when {transfer_kind} = 'chargeback' then 'reversal'
+                when {transfer_kind} in ('accountfee', 'transferfee') and {to_kind} = 'system'
+                    then 'fee'
+                when {mapped_kind} is not null then {mapped_kind}
+                when {from_kind} = 'system' and {to_kind} = 'user' then 'issuance'
+                when {from_kind} = 'user' and {to_kind} = 'system' then 'redemption'
+                when {from_kind} = 'user' and {to_kind} = 'user' then 'transfer'
+            end as kind,
+            case when {from_kind} is distinct from 'user' and {from_kind} is distinct from 'system'
+                    or {to_kind} is distinct from 'user' and {to_kind} is distinct from 'system'
+                then 'from.kind or to.kind is neither system nor user'
+            end as adapter_problem
+        from incoming_raw"""  # noqa: S608 (identifiers quoted, values bound)

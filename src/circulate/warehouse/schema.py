@@ -118,6 +118,29 @@ published as a warning), set_aside (the file is moved out of the inbox and never
 or take_back (a set-aside file returned to the inbox); copied from decisions.jsonl beside \
 the warehouse';
 
+-- Pulls from the scheme's platform (circulate pull), one row per pull: a copy of
+-- pulls.jsonl beside the warehouse, replaced whole at every publish (see
+-- circulate.pull.state), because a pull runs before the night's build exists.
+create table if not exists audit.pulls (
+    pull_id varchar not null,
+    platform varchar not null,
+    base_url varchar not null,
+    started_at timestamptz not null,
+    finished_at timestamptz,
+    status varchar not null,
+    window_begin timestamptz not null,
+    window_end timestamptz not null,
+    transfers bigint not null,
+    pages bigint not null,
+    files_written bigint not null,
+    files_unchanged bigint not null,
+    message varchar
+);
+comment on table audit.pulls is 'Every pull of transfers from the scheme''s platform \
+(circulate pull, or the nightly run when scheme.toml names a [source]): its window of \
+local days, what it fetched and wrote into the inbox, and how it ended; the next pull \
+starts where the last successful one ended; copied from pulls.jsonl beside the warehouse';
+
 -- Added by ingestion v2; `add column if not exists` upgrades warehouses built before.
 alter table raw.transactions add column if not exists memo varchar;
 alter table audit.files add column if not exists redactions bigint default 0;
