@@ -480,7 +480,7 @@ def _replay_kernel(
         end_state = 1 if kind[i] == 3 else 0
         remaining = amount
         # dst's top lot before this payment: LIFO slots every piece in just above it.
-        below = tail[dst] if dst >= 0 else -1
+        below = tail[dst] if lifo and dst >= 0 else -1
         while remaining > 0:
             lot = tail[src] if lifo else head[src]
             if lot < 0:
