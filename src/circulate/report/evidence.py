@@ -283,7 +283,7 @@ spend as (
            count(distinct t.source_id) as residents
     from intermediate.member_transfers as t
     join accounts as a on a.account_id = t.source_id
-    where a.account_type = 'individual'
+    where a.account_type = 'individual' and t.local_day between $first_day and $last_day
     group by a.decile
 ),
 receipts as (
@@ -291,7 +291,7 @@ receipts as (
            count(distinct t.target_id) as businesses
     from intermediate.member_transfers as t
     join accounts as a on a.account_id = t.target_id
-    where a.account_type = 'business'
+    where a.account_type = 'business' and t.local_day between $first_day and $last_day
     group by a.decile
 ),
 deciles as (select distinct decile from accounts)
@@ -307,14 +307,20 @@ order by d.decile
 """
 
 
-def _deciles(con: duckdb.DuckDBPyConnection, k: int) -> pl.DataFrame:
-    """Spend by residents and receipts of businesses, by deprivation decile of their area.
+def _deciles(
+    con: duckdb.DuckDBPyConnection,
+    k: int,
+    first_day: dt.date = dt.date.min,
+    last_day: dt.date = dt.date.max,
+) -> pl.DataFrame:
+    """Spend by residents and receipts of businesses, by deprivation decile of their area,
+    over the transfers of ``first_day`` .. ``last_day`` (default: the whole history).
 
     A decile's spend is hidden when fewer than k residents paid, its receipts when fewer
     than k businesses were paid; then the smallest other cell of the column is hidden too,
     so the total (100 %) cannot reveal it.
     """
-    frame = query_frame(con, _DECILES_SQL)
+    frame = query_frame(con, _DECILES_SQL, {"first_day": first_day, "last_day": last_day})
     if frame.is_empty():
         return frame
     line = np.zeros(len(frame), dtype=np.int64)

@@ -1,0 +1,1 @@
+"""Period statements a funder can cite, and what-if projections for an entry point."""
