@@ -1,6 +1,7 @@
-"""The nightly flow: ingest new exports, build, check, publish, render the report.
+"""The nightly flow: pull (when the inbox names a [source]), ingest new exports, build,
+check, publish, render the report.
 
-Each task is one call into ``circulate.pipeline``; retries only on the I/O stages.
+Each task is one call into ``circulate`` (``pipeline``, ``pull``); retries only on I/O.
 ``circulate run`` runs this flow without a server; ``flows/deploy.py`` schedules it.
 """
 
@@ -16,6 +17,7 @@ from prefect.events.worker import EventsWorker
 from prefect.logging.handlers import APILogWorker
 
 from circulate import pipeline
+from circulate.pull import pull_configured_source
 from circulate.report import ReportResult, render_report
 from circulate.settings import Settings
 from circulate.warehouse.lock import run_lock
@@ -56,6 +58,11 @@ def send_pending_logs(timeout: float = 30) -> None:
 @io_task
 def start_run(settings: Settings) -> pipeline.RunContext:
     return pipeline.begin_run(settings)
+
+
+@io_task  # retries its requests itself; a refused token or unknown answer is not retried
+def pull_from_source(settings: Settings) -> None:
+    pull_configured_source(settings, progress=_log)
 
 
 @io_task
@@ -113,8 +120,10 @@ def nightly(
     )
     with run_lock(pipeline.lock_path(settings)):
         ctx = start_run(settings)
-        stage = "ingest"
+        stage = "pull"
         try:
+            pull_from_source(settings)  # only when scheme.toml names a [source]
+            stage = "ingest"
             summary = ingest_new_files(ctx)
             if summary.files_new:
                 stage = "validate"

@@ -9,6 +9,7 @@ circulate review                    what blocked the last run, and the commands 
 circulate accept --run R --check C --reason TEXT    publish that failure on those files as a warning
 circulate set-aside FILE --reason TEXT              move an export out of the inbox, never load it
 circulate take-back FILE --reason TEXT              return a set-aside export to the inbox
+circulate pull cyclos --base-url URL [--since DAY]  fetch past days' transfers into the inbox
 """
 
 from __future__ import annotations
@@ -442,6 +443,51 @@ def command_take_back(args: argparse.Namespace) -> int:
     return 0
 
 
+def command_pull(args: argparse.Namespace) -> int:
+    from circulate import pipeline
+    from circulate.pull import pull_into_inbox
+    from circulate.settings import Settings
+    from circulate.warehouse.lock import run_lock
+
+    settings = Settings().with_paths(inbox=args.input, warehouse=args.warehouse)
+    # Pulled files must not change while a run ingests them: one holder at a time.
+    with run_lock(pipeline.lock_path(settings)):
+        result = pull_into_inbox(
+            settings, base_url=args.base_url, since=args.since, until=args.until, progress=_say
+        )
+    for line in result.lines():
+        print(line)
+    _say(f"the next run ingests them: circulate run --input {settings.inbox}")
+    return 0
+
+
+def _add_pull_command(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    pull = commands.add_parser(
+        "pull",
+        help="fetch the transfers, users and system accounts of whole past days from the "
+        "scheme's platform into the inbox as JSON Lines (token: CIRCULATE_SOURCE_TOKEN_FILE)",
+    )
+    pull.add_argument("platform", choices=("cyclos",), help="the platform's API")
+    pull.add_argument(
+        "--base-url",
+        help="the platform's root, e.g. https://bristol.cyclos.example (default: base_url "
+        "of [source] in the inbox's scheme.toml)",
+    )
+    pull.add_argument(
+        "--since",
+        type=date.fromisoformat,
+        help="first local day to pull, YYYY-MM-DD (default: where the last pull ended)",
+    )
+    pull.add_argument(
+        "--until",
+        type=date.fromisoformat,
+        help="last local day to pull, YYYY-MM-DD (default: yesterday)",
+    )
+    pull.add_argument("--input", type=Path, help="inbox to write into (default data/inbox)")
+    pull.add_argument("--warehouse", type=Path, help="published DuckDB file; pulls.jsonl beside")
+    pull.set_defaults(handler=command_pull)
+
+
 def _positive_int(text: str) -> int:
     value = int(text)
     if value <= 0:
@@ -645,6 +691,7 @@ def build_parser() -> argparse.ArgumentParser:
     metrics.set_defaults(handler=command_metrics)
 
     _add_decision_commands(commands)
+    _add_pull_command(commands)
     return parser
 
 

@@ -442,3 +442,37 @@ def test_transfers_layout_by_hand(tmp_path: Path) -> None:
         "select count(distinct a.account_id) from raw.accounts a join raw.transactions t "
         "on a.account_id in (t.source_id, t.target_id) where a.account_type = 'issuer'",
     ) == [(1,)]
+
+
+def test_the_command_writes_scheme_toml_and_exits_2_on_a_refused_token(
+    server: CyclosServer,
+    pulled_settings: Settings,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from circulate.cli import main
+
+    settings = pulled_settings
+    command = [
+        "pull",
+        "cyclos",
+        "--base-url",
+        f"{server.url}/api",
+        "--since",
+        START.isoformat(),
+        "--until",
+        (START + timedelta(days=1)).isoformat(),
+        "--input",
+        str(settings.inbox),
+        "--warehouse",
+        str(settings.warehouse),
+    ]
+    assert main(command) == 0
+    out = capsys.readouterr().out
+    assert f"of 2025-03-26 to 2025-03-27 from {server.url} " in out
+    assert "wrote exports/2025-03-27.jsonl" in out
+    assert f'base_url = "{server.url}"' in (settings.inbox / "scheme.toml").read_text()
+    monkeypatch.setenv("CIRCULATE_SOURCE_TOKEN", "refused-token-123")
+    assert main(command) == 2
+    err = capsys.readouterr().err
+    assert f"{server.url}/api/transfers?" in err and "refused-token-123" not in err
