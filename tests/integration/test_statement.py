@@ -6,7 +6,11 @@ published once for the module; tests that change data work on a copy of it.
 
 from __future__ import annotations
 
+import csv
 import datetime as dt
+import hashlib
+import json
+import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
 from decimal import Decimal
@@ -20,6 +24,7 @@ from circulate.generate import generate_scheme
 from circulate.settings import Settings
 from circulate.statement.figures import load_statement_figures, period_totals
 from circulate.statement.period import Period
+from circulate.statement.render import render_statement
 from tests.conftest import TEST_KEY
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -108,3 +113,88 @@ def test_a_period_outside_the_warehouse_names_its_span(published: Published) -> 
         pytest.raises(ValueError, match=r"holds 2025-01-01 \.\. 2025-07-19"),
     ):
         load_statement_figures(con, Period(dt.date(2026, 1, 1), dt.date(2026, 3, 31)), 5)
+
+
+def _files(folder: Path) -> dict[str, bytes]:
+    return {
+        p.relative_to(folder).as_posix(): p.read_bytes() for p in folder.rglob("*") if p.is_file()
+    }
+
+
+def test_rendering_again_with_unchanged_data_gives_the_same_files(
+    published: Published, tmp_path: Path
+) -> None:
+    settings = published.settings
+    first = render_statement(
+        settings.warehouse,
+        tmp_path / "a",
+        SECOND_QUARTER,
+        print_pdf=False,
+        replicates=50,
+        generated_at=dt.datetime(2026, 1, 1, 9, 0, tzinfo=dt.UTC),
+    )
+    assert first.written and first.version == 1
+    assert first.folder == tmp_path / "a" / "statements" / "2025-04-01_2025-06-30"
+    before = _files(first.folder)
+    assert {"index.html", "manifest.json", "figures.json", "tables/headline.csv"} <= set(before)
+    again = render_statement(settings.warehouse, tmp_path / "a", SECOND_QUARTER, print_pdf=False,
+                             replicates=50)  # fmt: skip
+    assert not again.written and again.version == 1 and again.folder == first.folder
+    assert _files(first.folder) == before
+    # A fresh render elsewhere, at another time: the same bytes but the generation time.
+    elsewhere = render_statement(
+        settings.warehouse,
+        tmp_path / "b",
+        SECOND_QUARTER,
+        print_pdf=False,
+        replicates=50,
+        generated_at=dt.datetime(2026, 2, 2, 10, 30, tzinfo=dt.UTC),
+    )
+    other = _files(elsewhere.folder)
+    assert other.keys() == before.keys()
+    assert [name for name in before if before[name] != other[name]] == ["manifest.json"]
+    old, new = (json.loads(files["manifest.json"]) for files in (before, other))
+    assert old.pop("generated_at") == "2026-01-01T09:00:00+00:00"
+    assert new.pop("generated_at") == "2026-02-02T10:30:00+00:00"
+    assert old == new
+    assert old["warehouse"]["sha256"] == hashlib.sha256(settings.warehouse.read_bytes()).hexdigest()
+    assert old["files"]["index.html"] == hashlib.sha256(before["index.html"]).hexdigest()
+    assert old["k_anonymity"] == 5 and old["thresholds"]
+    index = (tmp_path / "a" / "index.html").read_text(encoding="utf-8")
+    assert 'href="statements/2025-04-01_2025-06-30/index.html"' in index
+
+
+def test_a_late_entry_inside_the_period_makes_a_new_version_listing_what_moved(
+    published: Published, tmp_path: Path
+) -> None:
+    root = tmp_path / "copy"
+    source_root = published.settings.warehouse.parent.parent
+    shutil.copytree(source_root, root, ignore=shutil.ignore_patterns("reports"))
+    settings = settings_under(root)
+    first = render_statement(settings.warehouse, settings.reports, SECOND_QUARTER,
+                             print_pdf=False, replicates=50)  # fmt: skip
+    export = settings.inbox / "exports" / "2025-05-10.csv"
+    with open(export, "a", encoding="utf-8") as handle:
+        handle.write("LATE-1,2025-05-10T12:00:00Z,ISSUER-1,IND-000036,123.45,issuance,app\n")
+    publish(settings)
+    second = render_statement(settings.warehouse, settings.reports, SECOND_QUARTER,
+                              print_pdf=False, replicates=50)  # fmt: skip
+    assert second.written and second.version == 2
+    assert second.folder.name == "2025-04-01_2025-06-30-v2"
+    assert (first.folder / "index.html").is_file()  # the old version stays beside it
+    moved = {key: (old, new, change) for key, old, new, change in second.moved}
+    old_issued, new_issued, change = moved["period.issued"]
+    assert Decimal(new_issued) - Decimal(old_issued) == Decimal("123.45")
+    assert change == pytest.approx(123.45)
+    assert "previous.issued" not in moved  # nothing changed before the period
+    page = (second.folder / "index.html").read_text(encoding="utf-8")
+    assert "What moved since the previous version" in page and "period.issued" in page
+    moved_csv = (second.folder / "tables" / "moved.csv").read_text(encoding="utf-8")
+    rows = list(csv.DictReader(moved_csv.splitlines()))
+    assert {"figure": "period.issued", "change": "123.45"}.items() <= next(
+        r for r in rows if r["figure"] == "period.issued"
+    ).items()
+    manifest = json.loads((second.folder / "manifest.json").read_text(encoding="utf-8"))
+    assert manifest["version"] == 2 and manifest["replaces"] == first.folder.name
+    index = (settings.reports / "index.html").read_text(encoding="utf-8")
+    assert "2025-04-01_2025-06-30-v2/index.html" in index

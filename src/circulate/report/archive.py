@@ -119,6 +119,47 @@ def _index_row(summary: Summary) -> str:
     return "<tr>" + "".join(cells) + "</tr>"
 
 
+STATEMENT_MANIFEST = "manifest.json"
+
+
+def _statements_table(reports_dir: Path) -> str:
+    """Period statements (``statements/*/manifest.json``), newest period first."""
+    found = []
+    for path in (reports_dir / "statements").glob(f"*/{STATEMENT_MANIFEST}"):
+        try:
+            manifest = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            log.warning("ignoring unreadable %s: %s (delete or fix the file)", path, exc)
+            continue
+        if isinstance(manifest, dict) and isinstance(manifest.get("period"), dict):
+            found.append((path.parent.name, manifest))
+    if not found:
+        return ""
+    found.sort(
+        key=lambda item: (str(item[1]["period"].get("to")), str(item[1]["period"].get("from")),
+                          int(item[1].get("version") or 0)),
+        reverse=True,
+    )  # fmt: skip
+    rows = "".join(
+        "<tr>"
+        f'<td><a href="statements/{esc(quote(folder))}/index.html">{esc(m.get("title", folder))}'
+        "</a></td>"
+        f"<td>{esc(m['period'].get('from', ''))}</td><td>{esc(m['period'].get('to', ''))}</td>"
+        f"<td>{esc(m.get('version', ''))}</td><td>{esc(m.get('figures_moved', 0))}</td>"
+        f'<td><a href="statements/{esc(quote(folder))}/statement.pdf">PDF</a></td>'
+        f"<td>{esc(m.get('generated_at', ''))}</td></tr>"
+        for folder, m in found
+    )
+    head = "".join(
+        f'<th scope="col">{h}</th>'
+        for h in ("Statement", "From", "To", "Version", "Figures moved", "PDF", "Made (UTC)")
+    )
+    return (
+        '<h2 id="statements">Period statements</h2><div class="table-wrap"><table>'
+        f"<thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table></div>"
+    )
+
+
 def render_index(reports_dir: Path) -> Path:
     """Rebuild ``reports_dir/index.html`` listing every report folder, newest first."""
     summaries = collect_summaries(reports_dir)
@@ -144,7 +185,8 @@ def render_index(reports_dir: Path) -> Path:
         f'<p class="meta">{len(summaries)} report(s), newest first. Amounts are in units of '
         "the local currency.</p>"
         '<div class="table-wrap"><table><thead><tr>'
-        f"{head}</tr></thead><tbody>{rows}</tbody></table></div></main></body></html>\n"
+        f"{head}</tr></thead><tbody>{rows}</tbody></table></div>"
+        f"{_statements_table(reports_dir)}</main></body></html>\n"
     )
     path = reports_dir / "index.html"
     write_atomic(path, page)
