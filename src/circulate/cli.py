@@ -30,6 +30,7 @@ from circulate.errors import UNEXPECTED_ERROR_EXIT_CODE, CirculateError
 
 if TYPE_CHECKING:
     from circulate.settings import Settings
+    from circulate.statement.period import Period
 
 DEMO_TRANSACTIONS = 100_000
 DEMO_DAYS = 365
@@ -230,6 +231,51 @@ def command_demo(args: argparse.Namespace) -> int:
     _say(f"query it:  uv run duckdb -readonly {settings.warehouse}")
     _say("report (open it in a browser; it works offline):")
     print(report)
+    return 0
+
+
+def _statement_period(args: argparse.Namespace) -> Period:
+    """The period of ``circulate statement``: --quarter, --from/--to, or the last financial year."""
+    from circulate.errors import ConfigurationError
+    from circulate.statement.period import Period, financial_year_before, quarter
+
+    try:
+        if args.quarter:
+            if args.from_day or args.to_day:
+                raise ValueError("give --quarter or --from/--to, not both")
+            return quarter(args.quarter)
+        if args.from_day or args.to_day:
+            if not (args.from_day and args.to_day):
+                raise ValueError("give both --from and --to (YYYY-MM-DD)")
+            return Period(args.from_day, args.to_day)
+    except ValueError as error:
+        raise ConfigurationError(f"circulate statement: {error}") from None
+    return financial_year_before(date.today())
+
+
+def command_statement(args: argparse.Namespace) -> int:
+    from circulate.settings import Settings
+    from circulate.statement.cli import make_statement
+
+    settings = Settings().with_paths(warehouse=args.warehouse, reports=args.reports)
+    result = make_statement(
+        settings,
+        _statement_period(args),
+        title=args.title,
+        print_pdf=not args.no_pdf,
+        whatif_amount=args.whatif_amount,
+        progress=_say,
+    )
+    print(result.index_html)
+    return 0
+
+
+def command_whatif(args: argparse.Namespace) -> int:
+    from circulate.settings import Settings
+    from circulate.statement.cli import whatif_text
+
+    settings = Settings().with_paths(warehouse=args.warehouse)
+    print(whatif_text(settings, args.entry, args.amount, args.months, as_json=args.json))
     return 0
 
 
@@ -692,7 +738,58 @@ def build_parser() -> argparse.ArgumentParser:
 
     _add_decision_commands(commands)
     _add_pull_command(commands)
+    _add_statement_commands(commands)
     return parser
+
+
+def _add_statement_commands(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    """``statement`` and ``whatif``: fixed-period accounts and projections for funders."""
+    statement = commands.add_parser(
+        "statement",
+        help="a period statement a funder can cite: reports/statements/<from>_<to>/ with "
+        "index.html, PDF, CSVs and manifest.json",
+        description=(
+            "Render the statement of a period from the published warehouse (default: the "
+            "last complete UK financial year, 1 April to 31 March). Rendering again with "
+            "unchanged data changes nothing; when data inside the period changed, a new "
+            "version is written beside the old one, listing the figures that moved."
+        ),
+    )
+    statement.add_argument("--from", dest="from_day", type=date.fromisoformat, help="YYYY-MM-DD")
+    statement.add_argument("--to", dest="to_day", type=date.fromisoformat, help="YYYY-MM-DD")
+    statement.add_argument("--quarter", help="a calendar quarter, e.g. 2026Q3 (July to September)")
+    statement.add_argument("--title", help="page title (default: scheme name and period)")
+    statement.add_argument("--warehouse", type=Path, help="published DuckDB file")
+    statement.add_argument("--reports", type=Path, help="folder for reports (default reports/)")
+    statement.add_argument(
+        "--whatif-amount",
+        type=_positive_int,
+        default=10_000,
+        help="amount the statement's what-if section projects at each entry point (default 10,000)",
+    )
+    statement.add_argument(
+        "--no-pdf", action="store_true", help="skip printing statement.pdf (needs Chromium)"
+    )
+    statement.set_defaults(handler=command_statement)
+
+    whatif = commands.add_parser(
+        "whatif",
+        help="projected local trade from N entering the currency at an entry point, with its "
+        "interval and back-test error",
+    )
+    whatif.add_argument(
+        "--entry", required=True, choices=("council", "anchor", "business", "resident")
+    )
+    whatif.add_argument("--amount", required=True, type=_positive_int, help="units of currency")
+    whatif.add_argument(
+        "--months",
+        type=_positive_int,
+        default=12,
+        help="complete months of flows the projection learns from (default 12)",
+    )
+    whatif.add_argument("--warehouse", type=Path, help="published DuckDB file")
+    whatif.add_argument("--json", action="store_true", help="print JSON")
+    whatif.set_defaults(handler=command_whatif)
 
 
 def _decision_options(command: argparse.ArgumentParser) -> None:

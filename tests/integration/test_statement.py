@@ -25,6 +25,7 @@ from circulate.settings import Settings
 from circulate.statement.figures import load_statement_figures, period_totals
 from circulate.statement.period import Period
 from circulate.statement.render import render_statement
+from circulate.statement.whatif import whatif
 from tests.conftest import TEST_KEY
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -198,3 +199,43 @@ def test_a_late_entry_inside_the_period_makes_a_new_version_listing_what_moved(
     assert manifest["version"] == 2 and manifest["replaces"] == first.folder.name
     index = (settings.reports / "index.html").read_text(encoding="utf-8")
     assert "2025-04-01_2025-06-30-v2/index.html" in index
+
+
+def test_whatif_backtest_error_on_the_steady_scheme_is_within_the_error_it_states(
+    published: Published,
+) -> None:
+    """The generator's healthy scenario plants steady behaviour: projecting the latest
+    back-tested month from the months before it must land within the back-test error the
+    earlier months state."""
+    with duckdb.connect(str(published.settings.warehouse), read_only=True) as con:
+        result = whatif(con, "resident", 10_000, months=12, replicates=50)
+    months = [r["month"] for r in result.backtest]
+    # Data run to 19 July; months ending 60 days before that are settled: February (learnt
+    # from January) to April.
+    assert months == [dt.date(2025, 2, 1), dt.date(2025, 3, 1), dt.date(2025, 4, 1)]
+    *earlier, latest = result.backtest
+    stated = sum(abs(r["projected_lm3"] - r["traced_lm3"]) for r in earlier) / len(earlier)
+    assert abs(latest["projected_lm3"] - latest["traced_lm3"]) <= stated
+    assert result.window == (dt.date(2025, 1, 1), dt.date(2025, 6, 30))
+    p = result.projection
+    assert result.low["lm3"] <= p.lm[2] <= result.high["lm3"]
+    assert 1.0 < p.lm[1] <= p.lm[2] < p.full
+    assert result.trade(p.lm[2]) == pytest.approx(10_000 * (p.lm[2] - 1))
+
+
+def test_whatif_command_and_statement_section(published: Published, tmp_path: Path) -> None:
+    from circulate.cli import main
+
+    warehouse = str(published.settings.warehouse)
+    assert main(["whatif", "--entry", "council", "--amount", "50000", "--warehouse", warehouse,
+                 "--json"]) == 0  # fmt: skip
+    reports = tmp_path / "reports"
+    code = main(["statement", "--quarter", "2025Q2", "--warehouse", warehouse, "--reports",
+                 str(reports), "--no-pdf", "--whatif-amount", "50000"])  # fmt: skip
+    assert code == 0
+    page = (reports / "statements" / "2025-04-01_2025-06-30" / "index.html").read_text("utf-8")
+    assert "What would £50,000 in the currency do?" in page
+    assert "A projection from past flows, not a promise" in page
+    whatif_csv = reports / "statements" / "2025-04-01_2025-06-30" / "tables" / "whatif.csv"
+    assert len(whatif_csv.read_text("utf-8").splitlines()) == 5  # header + four entry points
+    assert main(["statement", "--quarter", "2025-2", "--warehouse", warehouse]) == 2

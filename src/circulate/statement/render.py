@@ -125,6 +125,7 @@ def render_statement(
     generated_at: dt.datetime | None = None,
     print_pdf: bool = True,
     whatif_html: str = "",
+    whatif_table: pl.DataFrame | None = None,
     replicates: int = 400,
 ) -> StatementResult:
     """Render (or confirm) the statement of ``period``.
@@ -145,8 +146,8 @@ def render_statement(
         Recorded in ``manifest.json`` only; defaults to now (UTC).
     print_pdf
         Print ``statement.pdf`` with headless Chromium.
-    whatif_html
-        The what-if section's markup (already escaped), or ``""``.
+    whatif_html, whatif_table
+        The what-if section's markup (already escaped) and its table, or nothing.
     replicates
         Bootstrap replicates of the LM3 interval.
     """
@@ -159,9 +160,9 @@ def render_statement(
     generated_at = (generated_at or dt.datetime.now(dt.UTC)).astimezone(dt.UTC)
     with duckdb.connect(str(warehouse), read_only=True) as con:
         figures = load_statement_figures(con, period, k_anonymity, replicates=replicates)
+        # The what-if is left out of the fingerprint: its back-test compares with traced
+        # outcomes that keep growing after the period; a version keeps the one it was made with.
         flat = flat_figures(figures)
-        if whatif_html:
-            flat["whatif.section_sha256"] = hashlib.sha256(whatif_html.encode()).hexdigest()
         digest = fingerprint(flat)
         statements = reports_dir / STATEMENTS_DIR
         latest = latest_version(statements, period)
@@ -195,6 +196,8 @@ def render_statement(
         index_html, report_page.render_page(ctx, _js_bundle(), page.bound_sections(st))
     )
     table_files = _write_tables(folder / "tables", figures, currency_symbol, moved)
+    if whatif_table is not None and not whatif_table.is_empty():
+        table_files.append(tables.write_table(folder / "tables", "whatif", whatif_table))
     archive.write_atomic(folder / FIGURES, json.dumps(flat, indent=2, sort_keys=True) + "\n")
     pdf: Path | None = None
     if print_pdf:
