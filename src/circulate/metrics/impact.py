@@ -724,7 +724,11 @@ def monthly_values(
     latest = _report_month(frame)
     return frame.with_columns(
         *(
-            pl.when(pl.col("month") == latest).then(pl.lit(value)).otherwise(None).alias(name)
+            # No month at all (no transaction yet): every row, if any, gets null.
+            pl.when(pl.col("month").eq(latest) if latest is not None else pl.lit(False))
+            .then(pl.lit(value))
+            .otherwise(None)
+            .alias(name)
             for name, value in current.items()
         )
     )
