@@ -7,9 +7,12 @@ published once for the module; tests that change data work on a copy of it.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import datetime as dt
 import hashlib
 import json
+import os
+import re
 import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -17,16 +20,20 @@ from decimal import Decimal
 from pathlib import Path
 
 import duckdb
+import pypdf
 import pytest
 
 from circulate import pipeline
 from circulate.generate import generate_scheme
+from circulate.report import fmt
 from circulate.settings import Settings
+from circulate.statement.cli import make_statement
 from circulate.statement.figures import load_statement_figures, period_totals
 from circulate.statement.period import Period
 from circulate.statement.render import render_statement
 from circulate.statement.whatif import whatif
 from tests.conftest import TEST_KEY
+from tests.integration.browser import CHROMIUM, DESKTOP, PHONE, chromium_available, inspect_report
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -239,3 +246,49 @@ def test_whatif_command_and_statement_section(published: Published, tmp_path: Pa
     whatif_csv = reports / "statements" / "2025-04-01_2025-06-30" / "tables" / "whatif.csv"
     assert len(whatif_csv.read_text("utf-8").splitlines()) == 5  # header + four entry points
     assert main(["statement", "--quarter", "2025-2", "--warehouse", warehouse]) == 2
+
+
+def test_statement_passes_the_browser_test_and_its_pdf_is_checked(
+    published: Published, tmp_path: Path
+) -> None:
+    """Headless Chromium: every chart live, no request, no error, every chart with a text
+    alternative, no overflow at phone width; the PDF: A4 pages numbered, headline present,
+    charts as vector."""
+    if not chromium_available():
+        reason = f"Chromium not found at {CHROMIUM}: run `make browser` or set CIRCULATE_CHROMIUM"
+        if os.environ.get("CIRCULATE_REQUIRE_BROWSER") == "1":
+            pytest.fail(reason)
+        pytest.skip(reason)
+    settings = dataclasses.replace(published.settings, reports=tmp_path / "reports")
+    result = make_statement(settings, SECOND_QUARTER, whatif_amount=25_000)
+    source = result.index_html.read_text(encoding="utf-8")
+    for viewport in (DESKTOP, PHONE):
+        seen = inspect_report(result.index_html, tmp_path / "shot.png", viewport=viewport)
+        assert seen.problems == [], seen.summary()
+        assert len(seen.charts) == source.count('class="vis"') >= 3
+        assert [r for r in seen.requests if r != seen.report_url] == []
+    assert "What would £25,000 in the currency do?" in seen.expanded_text
+    # Every chart's live element and static image carry its description.
+    labels = re.findall(r'role="img" aria-label="([^"]*)"', source)
+    alts = re.findall(r'<img class="static" src="[^"]*" alt="([^"]*)"', source)
+    assert len(labels) == len(alts) == len(seen.charts) and all(labels) and all(alts)
+
+    assert result.pdf is not None
+    reader = pypdf.PdfReader(result.pdf)
+    pages = len(reader.pages)
+    assert 3 <= pages <= 30
+    texts = [page.extract_text() for page in reader.pages]
+    for number, (page, text) in enumerate(zip(reader.pages, texts, strict=True), start=1):
+        assert (
+            round(float(page.mediabox.width)) == 595 and round(float(page.mediabox.height)) == 842
+        )
+        assert f"Page {number} of {pages}" in text
+        xobjects = page["/Resources"].get("/XObject", {})
+        assert all(x.get_object().get("/Subtype") != "/Image" for x in xobjects.values())
+    with duckdb.connect(str(settings.warehouse), read_only=True) as con:
+        totals = period_totals(con, SECOND_QUARTER, 5)
+    first_page = " ".join(texts[0].split())
+    assert "statement, 1 April 2025 to 30 June 2025" in first_page
+    assert fmt.money(totals.issued) in first_page
+    assert fmt.money(totals.transfer_volume) in first_page
+    assert "What would £25,000" in " ".join(" ".join(t.split()) for t in texts)
