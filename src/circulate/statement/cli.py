@@ -231,3 +231,23 @@ def whatif_text(
             PROJECTION_WORDING,
         ]
     )
+
+
+def demo_statement(
+    settings: Settings, progress: Callable[[str], None] = lambda _: None
+) -> StatementResult:
+    """The statement of the last complete calendar quarter in the published warehouse; its PDF
+    only when Chromium is installed (``make browser``)."""
+    from circulate.statement.figures import warehouse_span
+    from circulate.statement.pdf import chromium_path
+    from circulate.statement.period import last_complete_quarter
+
+    with _open(settings) as con:
+        _, last_day = warehouse_span(con)
+    binary = chromium_path()
+    printable = binary.is_file()
+    if not printable:
+        progress(f"no Chromium at {binary}: the statement has no PDF (`make browser` adds it)")
+    return make_statement(
+        settings, last_complete_quarter(last_day), print_pdf=printable, progress=progress
+    )

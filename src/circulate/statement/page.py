@@ -89,6 +89,11 @@ def headline_rows(f: StatementFigures, symbol: str) -> list[tuple[str, str, str,
             return "not available"
         return f"{a - b:+.2f}".replace("-", fmt.MINUS)
 
+    def share_change(a: float | None, b: float | None) -> str:
+        if a is None or b is None:
+            return "not available"
+        return f"{(a - b) * 100:+.1f} percentage points".replace("-", fmt.MINUS)
+
     t, p = f.totals, f.previous_totals
     lm, plm = f.multiplier.lm, f.previous_multiplier.lm
     return [
@@ -114,7 +119,7 @@ def headline_rows(f: StatementFigures, symbol: str) -> list[tuple[str, str, str,
         ("markov_lm3", "LM3 (Markov estimate)", fmt.ratio(lm.get(3)), fmt.ratio(plm.get(3)),
          ratio_change(lm.get(3), plm.get(3))),
         ("leakage", "Leakage (redeemed / issued)", fmt.share(t.leakage), fmt.share(p.leakage),
-         ratio_change(t.leakage, p.leakage)),
+         share_change(t.leakage, p.leakage)),
     ]  # fmt: skip
 
 

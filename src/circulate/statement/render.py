@@ -308,8 +308,17 @@ def _write_tables(
     symbol: str,
     moved: list[tuple[str, Any, Any, float | None]],
 ) -> list[Path]:
+    # Numbers as numbers (the page shows them formatted): key, label, this, previous, change.
+    flat = flat_figures(f)
+    rows = []
+    for key, label, *_ in page.headline_rows(f, symbol):
+        now, before = flat.get(f"period.{key}"), flat.get(f"previous.{key}")
+        now_n = None if now is None else float(now)
+        before_n = None if before is None else float(before)
+        change = None if now_n is None or before_n is None else float(f"{now_n - before_n:.10g}")
+        rows.append((key, label, now_n, before_n, change))
     headline = pl.DataFrame(
-        page.headline_rows(f, symbol),
+        rows,
         schema=["key", "figure", "this_period", "previous_period", "change"],
         orient="row",
     )
