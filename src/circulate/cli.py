@@ -20,7 +20,7 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import date, timedelta
 from pathlib import Path
@@ -53,15 +53,17 @@ def _say(message: str) -> None:
 
 
 @contextmanager
-def _prefect_api() -> Iterator[None]:
+def _prefect_api() -> Iterator[Callable[[], None]]:
     """A Prefect API for the flow: ``PREFECT_API_URL`` when set, else a temporary server.
 
-    The temporary server dies with this process even when it is killed (see
-    :func:`circulate.prefect_server.start_temporary_server`), and is stopped on the way
+    Yields a function that returns once the API answers: the temporary server starts in
+    the background (about 5 s) while the caller imports Prefect and the flow. It dies
+    with this process even when that is killed (see
+    :func:`circulate.prefect_server.launch_temporary_server`), and is stopped on the way
     out, also on SIGTERM.
     """
     from circulate.errors import ConfigurationError
-    from circulate.prefect_server import healthy, start_temporary_server
+    from circulate.prefect_server import healthy, launch_temporary_server
 
     prepare_prefect_environment()
     api_url = os.environ.get("PREFECT_API_URL")
@@ -71,13 +73,13 @@ def _prefect_api() -> Iterator[None]:
                 f"PREFECT_API_URL={api_url} does not answer: start that server "
                 "(`circulate serve`), or unset PREFECT_API_URL to run with a temporary one."
             )
-        yield
+        yield lambda: None
         return
-    server = start_temporary_server(Path(os.environ["PREFECT_HOME"]) / "temporary-server.log")
+    server = launch_temporary_server(Path(os.environ["PREFECT_HOME"]) / "temporary-server.log")
     os.environ["PREFECT_API_URL"] = server.api_url  # before Prefect is imported
     previous = signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
     try:
-        yield
+        yield server.wait_until_ready
     finally:
         signal.signal(signal.SIGTERM, previous)
         server.stop()
@@ -97,13 +99,14 @@ def _run_flow(
     from circulate.warehouse.lock import run_lock
 
     settings = Settings().with_paths(inbox=inbox, warehouse=warehouse, reports=reports)
-    with run_lock(pipeline.lock_path(settings)), _prefect_api():
-        from flows.nightly import nightly, send_pending_logs
+    with run_lock(pipeline.lock_path(settings)), _prefect_api() as wait_for_api:
+        from flows.nightly import nightly, send_pending_logs  # while the server starts
 
         if not debug:
             from circulate.terminal import quiet_console_logs
 
             quiet_console_logs()
+        wait_for_api()
         try:
             return nightly(
                 inbox=str(inbox) if inbox else None,

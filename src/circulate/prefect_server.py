@@ -1,7 +1,7 @@
 """Start, or find, the Prefect servers circulate runs its flows against.
 
 ``circulate serve`` starts a lasting local server (:func:`start_local_server`);
-``circulate run`` starts a temporary one for the night (:func:`start_temporary_server`)
+``circulate run`` starts a temporary one for the night (:func:`launch_temporary_server`)
 unless ``PREFECT_API_URL`` names a running one. This module starts servers as
 subprocesses and talks to them over HTTP only; it never imports Prefect, so the core
 stays Prefect-free.
@@ -124,6 +124,24 @@ class TemporaryServer:
 
     process: subprocess.Popen[bytes]
     api_url: str
+    log_file: Path
+
+    def wait_until_ready(self, timeout: float = 120.0) -> None:
+        """Return once the server answers; stop it and raise if it does not in ``timeout`` s."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and self.process.poll() is None:
+            if healthy(self.api_url):
+                return
+            time.sleep(0.1)
+        self.stop()
+        if self.process.returncode == _PORT_TAKEN_EXIT_CODE:
+            cause = f"another program took its port ({self.api_url}) as it started"
+        else:
+            cause = f"it did not answer within {timeout:.0f} s (exit {self.process.returncode})"
+        raise ConfigurationError(
+            f"The temporary Prefect server did not start: {cause}; see {self.log_file}. Run "
+            "again, or point PREFECT_API_URL at a running server (`circulate serve` starts one)."
+        )
 
     def stop(self) -> None:
         if self.process.poll() is None:
@@ -135,56 +153,43 @@ class TemporaryServer:
                 self.process.wait()
 
 
-def start_temporary_server(log_file: Path, *, timeout: float = 120.0) -> TemporaryServer:
+def launch_temporary_server(log_file: Path) -> TemporaryServer:
     """Start a Prefect API server for one command, the way Prefect starts its own.
 
     Prefect starts the same server by itself when no ``PREFECT_API_URL`` is set, but as a
     child that outlives a killed parent. This one is tied to the calling process (see
-    :func:`_run_tied_to_parent`), listens on a free port of 127.0.0.1 and writes its output to
-    ``log_file``. Call :meth:`TemporaryServer.stop` when done.
+    :func:`_run_tied_to_parent`), listens on a free port of 127.0.0.1 and writes its
+    output to ``log_file``. It returns at once, so the caller can import Prefect (with
+    ``PREFECT_API_URL`` set to :attr:`TemporaryServer.api_url`: Prefect reads it on
+    import) while the server starts; then :meth:`TemporaryServer.wait_until_ready`, and
+    :meth:`TemporaryServer.stop` when done.
     """
     log_file.parent.mkdir(parents=True, exist_ok=True)
-    deadline = time.monotonic() + timeout
-    while True:
-        port = _free_port()
-        api_url = f"http://127.0.0.1:{port}/api"
-        with open(log_file, "ab") as log:
-            process = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "circulate.prefect_server",
-                    str(os.getpid()),
-                    "uvicorn",
-                    "--factory",
-                    "prefect.server.api.server:create_app",
-                    "--host",
-                    "127.0.0.1",
-                    "--port",
-                    str(port),
-                    "--log-level",
-                    "error",
-                    "--lifespan",
-                    "on",
-                ],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                env={**os.environ, **_TEMPORARY_SERVER_ENV},
-            )
-        server = TemporaryServer(process, api_url)
-        while time.monotonic() < deadline:
-            if process.poll() is not None:
-                break
-            if healthy(api_url):
-                return server
-            time.sleep(0.1)
-        if process.returncode != _PORT_TAKEN_EXIT_CODE or time.monotonic() >= deadline:
-            server.stop()
-            raise ConfigurationError(
-                f"The temporary Prefect server did not start within {timeout:.0f} s "
-                f"(exit {process.returncode}); see {log_file}. Or point PREFECT_API_URL at "
-                "a running server (`circulate serve` starts one)."
-            )
+    port = _free_port()
+    with open(log_file, "ab") as log:
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "circulate.prefect_server",
+                str(os.getpid()),
+                "uvicorn",
+                "--factory",
+                "prefect.server.api.server:create_app",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--log-level",
+                "error",
+                "--lifespan",
+                "on",
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, **_TEMPORARY_SERVER_ENV},
+        )
+    return TemporaryServer(process, f"http://127.0.0.1:{port}/api", log_file)
 
 
 if __name__ == "__main__":
