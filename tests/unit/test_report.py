@@ -302,3 +302,24 @@ def test_a_scheme_whose_every_decile_is_hidden_still_renders(published: Settings
     charts_dir = result.index_html.parent / "charts"
     assert not (charts_dir / "deprivation.png").exists()
     assert (charts_dir / "money_supply.png").exists()
+
+
+def test_the_javascript_bundle_is_built_once_and_then_read_from_the_cache(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from circulate.report import charts
+
+    monkeypatch.setenv("CIRCULATE_CACHE_DIR", str(tmp_path / "cache"))
+    built = charts.javascript_bundle()
+    assert "vegaEmbed" in built
+    [cached] = (tmp_path / "cache").glob("vega-bundle-*.js")
+    assert cached.read_text(encoding="utf-8") == built
+
+    def must_not_build(*_args: object, **_kwargs: object) -> str:
+        raise AssertionError("the bundle was built again")
+
+    monkeypatch.setattr(charts.vlc, "javascript_bundle", must_not_build)
+    assert charts.javascript_bundle() == built
+    cached.unlink()
+    with pytest.raises(AssertionError, match="built again"):
+        charts.javascript_bundle()

@@ -8,6 +8,8 @@ with ``width="container"`` for the responsive HTML page. Data arrive pre-aggrega
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
@@ -259,7 +261,35 @@ def write_images(chart: ReportChart, charts_dir: Path) -> tuple[Path, Path, str]
     return png_path, svg_path, svg
 
 
+def cache_dir() -> Path:
+    """Where derived files that depend only on versions are kept between runs.
+
+    ``CIRCULATE_CACHE_DIR``, else ``$XDG_CACHE_HOME/circulate`` (``~/.cache/circulate``).
+    """
+    if os.environ.get("CIRCULATE_CACHE_DIR"):
+        return Path(os.environ["CIRCULATE_CACHE_DIR"])
+    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "circulate"
+
+
 def javascript_bundle() -> str:
-    """Vega, Vega-Lite and vega-embed as one script, for inlining (no CDN)."""
-    bundle: str = vlc.javascript_bundle("window.vegaEmbed = vegaEmbed;", vl_version=VL_VERSION)
+    """Vega, Vega-Lite and vega-embed as one script, for inlining (no CDN).
+
+    Building it takes about two seconds a report and its text depends only on the
+    versions, so it is built once and then read from :func:`cache_dir`.
+    """
+    snippet = "window.vegaEmbed = vegaEmbed;"
+    key = hashlib.sha256(f"{vlc.__version__}|{VL_VERSION}|{snippet}".encode()).hexdigest()
+    cached = cache_dir() / f"vega-bundle-{key[:16]}.js"
+    try:
+        return cached.read_text(encoding="utf-8")
+    except OSError:
+        pass
+    bundle: str = vlc.javascript_bundle(snippet, vl_version=VL_VERSION)
+    try:
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        partial = cached.with_name(f"{cached.name}.{os.getpid()}.partial")
+        partial.write_text(bundle, encoding="utf-8")
+        partial.replace(cached)  # whole or not at all, also with two renders at once
+    except OSError:
+        pass  # an unwritable cache only costs the time
     return bundle

@@ -50,7 +50,7 @@ class ReportResult:
 
 @functools.cache
 def _js_bundle() -> str:
-    # About a second to build; identical for every render in a process.
+    # Read from the cache folder once per process; identical for every render.
     return charts.javascript_bundle()
 
 
