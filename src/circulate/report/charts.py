@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import importlib.metadata
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -278,7 +279,8 @@ def javascript_bundle() -> str:
     versions, so it is built once and then read from :func:`cache_dir`.
     """
     snippet = "window.vegaEmbed = vegaEmbed;"
-    key = hashlib.sha256(f"{vlc.__version__}|{VL_VERSION}|{snippet}".encode()).hexdigest()
+    version = importlib.metadata.version("vl-convert-python")
+    key = hashlib.sha256(f"{version}|{VL_VERSION}|{snippet}".encode()).hexdigest()
     cached = cache_dir() / f"vega-bundle-{key[:16]}.js"
     try:
         return cached.read_text(encoding="utf-8")
