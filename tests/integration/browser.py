@@ -29,20 +29,13 @@ from pathlib import Path
 from playwright.sync_api import ConsoleMessage, Dialog, Request, Route, sync_playwright
 from playwright.sync_api import Error as PlaywrightError
 
+from circulate.statement.pdf import OFFLINE_FLAGS, chromium_path
+
 #: Where the system's Chromium lives; ``CIRCULATE_CHROMIUM`` points elsewhere.
-CHROMIUM = Path(os.environ.get("CIRCULATE_CHROMIUM", "/usr/bin/chromium"))
-#: Every flag Chromium is started with: headless, no sandbox (containers, root in CI), and
-#: nothing that phones home, so any request seen comes from the page.
-CHROMIUM_FLAGS = (
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--disable-quic",
-)
+CHROMIUM = chromium_path()
+#: Chromium as circulate starts it to print (nothing that phones home, so any request seen
+#: comes from the page), and no QUIC.
+CHROMIUM_FLAGS = (*OFFLINE_FLAGS, "--disable-quic")
 DESKTOP = (1280, 800)
 #: A common phone's CSS width (iPhone 12 to 15).
 PHONE = (390, 844)

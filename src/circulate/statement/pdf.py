@@ -17,8 +17,9 @@ from pathlib import Path
 
 from circulate.errors import ConfigurationError
 
-#: Everything Chromium is started with: headless, no sandbox (containers), offline.
-CHROMIUM_FLAGS = (
+#: How circulate always starts Chromium: headless, no sandbox (containers, root in CI) and
+#: nothing that phones home (the report's browser tests use the same).
+OFFLINE_FLAGS = (
     "--headless",
     "--no-sandbox",
     "--disable-gpu",
@@ -26,8 +27,9 @@ CHROMIUM_FLAGS = (
     "--disable-background-networking",
     "--disable-component-update",
     "--disable-sync",
-    "--no-pdf-header-footer",
 )
+#: Printing adds: no header and footer of Chromium's own (date, file path).
+PRINT_FLAGS = (*OFFLINE_FLAGS, "--no-pdf-header-footer")
 PRINT_TIMEOUT_S = 120
 
 
@@ -55,7 +57,7 @@ def print_pdf(index_html: Path, pdf: Path) -> Path:
     with tempfile.TemporaryDirectory(prefix="circulate-chromium-") as profile:
         command = [
             str(binary),
-            *CHROMIUM_FLAGS,
+            *PRINT_FLAGS,
             f"--user-data-dir={profile}",
             f"--print-to-pdf={partial}",
             index_html.resolve().as_uri(),
