@@ -8,6 +8,7 @@ how to install it; with ``CIRCULATE_REQUIRE_BROWSER=1`` (CI) they fail instead.
 from __future__ import annotations
 
 import csv
+import html
 import os
 import re
 import struct
@@ -248,11 +249,41 @@ def _csv_cells(report_dir: Path) -> Iterator[tuple[Path, int, str]]:
 
 def test_hostile_sector_and_area_names_stay_text(hostile_report: Rendered) -> None:
     report = hostile_report.report
+    _assert_hostile_names_stay_text(report.index_html, report.report_dir)
+
+
+def test_a_statement_keeps_hostile_names_and_its_title_as_text(hostile_report: Rendered) -> None:
+    """The period statement of the hostile scheme, under a hostile title: the same checks."""
+    from circulate.statement.period import Period
+    from circulate.statement.render import render_statement
+
+    settings = hostile_report.settings
+    title = '</title><script>window.__pwned="title"</script> "March" & April'
+    statement = render_statement(
+        settings.warehouse,
+        settings.reports,
+        Period(date(2025, 3, 1), date(2025, 4, 29)),
+        title=title,
+        k_anonymity=settings.k_anonymity,
+        print_pdf=False,
+        replicates=50,
+    )
+    page_source = statement.index_html.read_text(encoding="utf-8")
+    assert "<script>window.__pwned" not in page_source
+    # A statement has no sector or area tables yet: what bites here is the title, and
+    # that nothing runs and no SVG or CSV of its folder carries a planted name unsafely.
+    assert html.escape(title) in page_source
+    _assert_hostile_names_stay_text(statement.index_html, statement.folder)
+
+
+def _assert_hostile_names_stay_text(index_html: Path, folder: Path) -> None:
+    """Open ``index_html`` in Chromium: no planted name runs, reaches the source as markup,
+    or opens a CSV of ``folder`` as a formula, and each reads as its literal text."""
     hostile = (*HOSTILE_SECTORS, *HOSTILE_AREAS.values())
-    page_source = report.index_html.read_text(encoding="utf-8")
+    page_source = index_html.read_text(encoding="utf-8")
     inspection = inspect_report(
-        report.index_html,
-        report.report_dir / "screenshot.png",
+        index_html,
+        folder / "screenshot.png",
         probes={
             "pwned": "typeof window.__pwned",
             # Elements carrying a planted event handler, whether or not it fired.
@@ -281,16 +312,16 @@ def test_hostile_sector_and_area_names_stay_text(hostile_report: Rendered) -> No
         assert [n for n in HOSTILE_AREAS.values() if not _shown(n, text)] == []
 
     # Chart files are opened on their own for slides: no script or handler in any SVG.
-    for svg in sorted(report.report_dir.rglob("*.svg")):
+    for svg in sorted(folder.rglob("*.svg")):
         for element in ET.parse(svg).iter():
             assert not element.tag.endswith(("script", "foreignObject")), svg
             assert not [a for a in element.attrib if a.lower().startswith("on")], svg
 
     # CSV exports: a text cell starting with = + - @ tab or CR is written with a leading
     # single quote; only a plain number (such as -12.50) may start with '-'.
-    cells = list(_csv_cells(report.report_dir))
+    cells = list(_csv_cells(folder))
     unsafe = [
-        f"{path.relative_to(report.report_dir)} line {line}: {cell!r}"
+        f"{path.relative_to(folder)} line {line}: {cell!r}"
         for path, line, cell in cells
         if cell.startswith(FORMULA_TRIGGERS) and not PLAIN_NUMBER.fullmatch(cell)
     ]
