@@ -56,8 +56,8 @@ def send_pending_logs(timeout: float = 30) -> None:
 
 
 @io_task
-def start_run(settings: Settings) -> pipeline.RunContext:
-    return pipeline.begin_run(settings)
+def start_run(settings: Settings, full: bool) -> pipeline.RunContext:
+    return pipeline.begin_run(settings, full=full)
 
 
 @io_task  # retries its requests itself; a refused token or unknown answer is not retried
@@ -110,24 +110,32 @@ def render(settings: Settings, run_status: str, run_id: str) -> ReportResult:
 
 @flow(name="circulate-nightly")
 def nightly(
-    inbox: str | None = None, warehouse: str | None = None, reports: str | None = None
+    inbox: str | None = None,
+    warehouse: str | None = None,
+    reports: str | None = None,
+    full: bool = False,
 ) -> str:
-    """Run one night; return the path of the rendered report page."""
+    """Run one night; return the path of the rendered report page.
+
+    ``full`` recomputes every built table from the loaded rows, reusing nothing a
+    previous build stored, also when no new export arrived.
+    """
     settings = Settings().with_paths(
         inbox=Path(inbox) if inbox else None,
         warehouse=Path(warehouse) if warehouse else None,
         reports=Path(reports) if reports else None,
     )
     with run_lock(pipeline.lock_path(settings)):
-        ctx = start_run(settings)
+        ctx = start_run(settings, full)
         stage = "pull"
         try:
             pull_from_source(settings)  # only when scheme.toml names a [source]
             stage = "ingest"
             summary = ingest_new_files(ctx)
-            if summary.files_new:
-                stage = "validate"
-                validate_batch(ctx)
+            if summary.files_new or full:
+                if summary.files_new:
+                    stage = "validate"
+                    validate_batch(ctx)
                 stage = "build"
                 build_models(ctx)
                 stage = "check"

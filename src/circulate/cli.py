@@ -87,7 +87,12 @@ def _prefect_api() -> Iterator[Callable[[], None]]:
 
 
 def _run_flow(
-    inbox: Path | None, warehouse: Path | None, reports: Path | None, *, debug: bool
+    inbox: Path | None,
+    warehouse: Path | None,
+    reports: Path | None,
+    *,
+    debug: bool,
+    full: bool = False,
 ) -> str:
     """Run the nightly flow once, holding the run lock from before Prefect starts.
 
@@ -116,6 +121,7 @@ def _run_flow(
                 inbox=str(inbox) if inbox else None,
                 warehouse=str(warehouse) if warehouse else None,
                 reports=str(reports) if reports else None,
+                full=full,
             )
         finally:
             send_pending_logs()
@@ -127,7 +133,7 @@ def command_run(args: argparse.Namespace) -> int:
 
     require_inbox(args.input or Settings().inbox)  # fail before starting Prefect
     started = time.perf_counter()
-    report = _run_flow(args.input, args.warehouse, args.reports, debug=args.debug)
+    report = _run_flow(args.input, args.warehouse, args.reports, debug=args.debug, full=args.full)
     _say(f"nightly run finished in {time.perf_counter() - started:.1f} s")
     print(report)
     return 0
@@ -580,6 +586,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="published DuckDB file (default data/warehouse/circulate.duckdb)",
     )
     run.add_argument("--reports", type=Path, help="folder for reports (default reports/)")
+    run.add_argument(
+        "--full",
+        action="store_true",
+        help="recompute every table from the loaded rows, reusing nothing a previous build "
+        "stored (also when no new export arrived)",
+    )
     run.set_defaults(handler=command_run)
 
     generate = commands.add_parser("generate", help="write a synthetic scheme with ground truth")

@@ -66,6 +66,9 @@ class RunContext:
     sql_dir: Path
     #: A backfill's first and last export day: only those days' files are loaded.
     export_days: tuple[date, date] | None = None
+    #: Recompute every built table from the loaded rows, reusing nothing stored
+    #: (``circulate run --full``); also when no new export arrived.
+    full: bool = False
 
     @property
     def parameters(self) -> dict[str, Any]:
@@ -145,11 +148,13 @@ def begin_run(
     *,
     sql_dir: Path | None = None,
     backfill: tuple[date, date] | None = None,
+    full: bool = False,
 ) -> RunContext:
     """Start a run: a build file copied from the published snapshot.
 
     A ``backfill`` (first and last export day) starts from an empty build instead and
     loads only the exports of those days, for example after a pseudonym key change.
+    ``full`` rebuilds every built table from the loaded rows (see :attr:`RunContext.full`).
     """
     if backfill and backfill[0] > backfill[1]:
         raise InputError(f"--from {backfill[0]} is after --to {backfill[1]}: swap them.")
@@ -157,7 +162,13 @@ def begin_run(
     run_id = new_run_id(started)
     build = snapshot.start_build(settings.warehouse, run_id, from_scratch=backfill is not None)
     return RunContext(
-        settings, run_id, started, build, sql_dir or default_sql_dir(), export_days=backfill
+        settings,
+        run_id,
+        started,
+        build,
+        sql_dir or default_sql_dir(),
+        export_days=backfill,
+        full=full,
     )
 
 
@@ -203,7 +214,12 @@ def build_models(ctx: RunContext, progress: Progress = _quiet) -> list[str]:
     """Rebuild every staging, intermediate and mart model in the build."""
     with _open_build(ctx) as con:
         built = run_models(
-            con, ctx.sql_dir, ctx.parameters, python_models=python_models(), progress=progress
+            con,
+            ctx.sql_dir,
+            ctx.parameters,
+            python_models=python_models(),
+            progress=progress,
+            full=ctx.full,
         )
         apply_glossary(con, ctx.sql_dir / "glossary.toml")
         return built
@@ -398,16 +414,18 @@ def run_in_process(
     progress: Progress = _quiet,
     on_stage: Progress = _quiet,
     backfill: tuple[date, date] | None = None,
+    full: bool = False,
 ) -> IngestSummary:
     """Every stage of a night in order, without Prefect.
 
     ``circulate ingest``, the tests and the benchmarks use this; ``flows/nightly.py`` runs
     the same stages as Prefect tasks. ``on_stage`` is called with each stage's name just
     before it starts (benchmarks time stages with it). A failure abandons the build, logs
-    the run and re-raises; the published snapshot is untouched.
+    the run and re-raises; the published snapshot is untouched. ``full`` recomputes every
+    built table, also when no new export arrived.
     """
     with run_lock(lock_path(settings)):
-        return _run_stages(settings, progress, on_stage, backfill)
+        return _run_stages(settings, progress, on_stage, backfill, full)
 
 
 def _run_stages(
@@ -415,9 +433,10 @@ def _run_stages(
     progress: Progress,
     on_stage: Progress,
     backfill: tuple[date, date] | None,
+    full: bool,
 ) -> IngestSummary:
     on_stage("start")
-    ctx = begin_run(settings, backfill=backfill)
+    ctx = begin_run(settings, backfill=backfill, full=full)
     stage = "ingest"
     try:
         on_stage(stage)
@@ -427,16 +446,18 @@ def _run_stages(
                 f"No export in {settings.inbox} is dated {ctx.export_days[0]} to "
                 f"{ctx.export_days[1]} (by the day in its file name): nothing was rebuilt."
             )
-        if not summary.files_new:
+        if not summary.files_new and not full:
             skip_publish(ctx)
         else:
-            for stage, run_stage in (
+            stages: list[tuple[str, Callable[[], object]]] = [
                 ("validate", lambda: validate_new_batch(ctx, progress)),
                 ("build", lambda: build_models(ctx, progress)),
                 ("check", lambda: check_warehouse(ctx)),
                 ("publish", lambda: publish_snapshot(ctx, summary)),
                 ("export", lambda: export_parquet(ctx)),
-            ):
+            ]
+            # A full rebuild with no new export has no batch to validate.
+            for stage, run_stage in stages[0 if summary.files_new else 1 :]:
                 on_stage(stage)
                 run_stage()
     except Exception as error:

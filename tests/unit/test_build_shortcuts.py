@@ -8,6 +8,8 @@ by each night's batch and DuckDB's memory cap in every stage of a run.
 
 from __future__ import annotations
 
+import dataclasses
+import shutil
 from collections.abc import Iterator
 from datetime import date, timedelta
 from pathlib import Path
@@ -343,3 +345,41 @@ def test_the_tracer_replays_everything_when_a_night_is_no_continuation(tmp_path:
     assert resumed["issuers"] == [(0, 10), (0, 14), (0, 15)]
     _same_tables(built["nightly"], built["scratch"], TRACED)
     _same_tables(built["issuers"], built["scratch-issuers"], TRACED)
+
+
+def test_a_full_rebuild_reuses_nothing_and_gives_the_same_tables(tmp_path: Path) -> None:
+    """Two nights, then `circulate run --full` with no new export: every built table is
+    computed again from the loaded rows (the tracer replays from the first entry, the
+    appended tables are rebuilt) and equals what the nights built."""
+    nightly = settings_in(tmp_path / "nightly")
+    write_csv(nightly.inbox / "accounts.csv", ACCOUNT_HEADER, MONTHS_ACCOUNTS)
+    first_night = {f"{date(2025, 1, 1) + timedelta(days=d)}.csv": [] for d in range(78)}
+    first_night.update(MONTHS_EXPORTS)
+    for name, rows in first_night.items():
+        write_export(nightly, name, rows)
+    run_stages(nightly)
+    for name, rows in NEXT_DAY.items():
+        write_export(nightly, name, rows)
+    run_stages(nightly)
+    before = tmp_path / "before.duckdb"
+    shutil.copy(nightly.warehouse, before)
+    stamps = "select min(appended_at) from audit.appended_batches"
+    [(appended_before,)] = _rows(nightly, stamps)
+
+    summary = pipeline.run_in_process(nightly, full=True)
+
+    assert summary.files_new == 0
+    assert _rows(nightly, RESUMED) == [(0, 13)], "the tracer replayed from the first entry"
+    [(appended_after,)] = _rows(nightly, stamps)
+    assert appended_after > appended_before, "the appended tables were rebuilt"
+    kept = dataclasses.replace(nightly, warehouse=before)
+    _same_tables(nightly, kept, {**APPENDED, **TRACED})
+    assert _network_summary(nightly) == _network_summary(kept)
+    with duckdb.connect(str(nightly.warehouse), read_only=True) as con:
+        marts = [
+            name
+            for (name,) in con.execute(
+                "select table_name from duckdb_tables() where schema_name = 'marts' order by 1"
+            ).fetchall()
+        ]
+    _same_tables(nightly, kept, {f"marts.{name}": "*" for name in marts})

@@ -237,14 +237,19 @@ def run_models(
     python_models: Sequence[PythonModel] = (),
     progress: Callable[[str], None] | None = None,
     memory_limit: str | None = BUILD_MEMORY_LIMIT,
+    full: bool = False,
 ) -> list[str]:
     """Build every model as a table and return the table names in build order.
 
     ``memory_limit`` (DuckDB's syntax, such as ``"2GiB"``) caps DuckDB's memory on
-    ``con`` from here on; ``None`` leaves the connection's setting alone.
+    ``con`` from here on; ``None`` leaves the connection's setting alone. ``full`` first
+    drops every table the models build (see :func:`drop_built_tables`), so nothing a
+    previous build stored is reused.
     """
     if memory_limit is not None:
         cap_memory(con, memory_limit)
+    if full:
+        drop_built_tables(con)
     built = []
     appended: dict[str, str] = {}  # append-by-batch table -> its digest in this build
     for model in discover_models(sql_dir, python_models):
@@ -267,6 +272,30 @@ def run_models(
         _comment(con, model.table, model.description)
         built.append(model.table)
     return built
+
+
+def drop_built_tables(con: duckdb.DuckDBPyConnection) -> list[str]:
+    """Drop every table of the built layers and forget which batches were appended.
+
+    What a build reuses from the snapshot it starts from — appended batches, the money
+    tracer's stored state, the network's month rows — lives in these tables, so the next
+    build computes everything from the loaded rows (``raw``) again. ``audit`` keeps its
+    history. Returns the dropped tables.
+    """
+    tables = [
+        f"{schema}.{name}"
+        for schema, name in con.execute(
+            "select schema_name, table_name from duckdb_tables() "
+            "where database_name = current_database() and schema_name in ?",
+            [list(LAYERS)],
+        ).fetchall()
+    ]
+    for table in tables:
+        # Names come from DuckDB's own catalogue of the project's layers, never from data.
+        con.execute(f"drop table {table}")
+    if table_exists(con, "audit.appended_batches"):
+        con.execute("delete from audit.appended_batches")
+    return tables
 
 
 def _create(con: duckdb.DuckDBPyConnection, model: Model, bound: Mapping[str, Any]) -> None:
