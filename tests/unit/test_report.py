@@ -323,3 +323,37 @@ def test_the_javascript_bundle_is_built_once_and_then_read_from_the_cache(
     cached.unlink()
     with pytest.raises(AssertionError, match="built again"):
         charts.javascript_bundle()
+
+
+def test_a_chart_drawn_before_is_copied_from_the_cache_not_drawn_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import altair as alt
+    import polars as pl
+
+    from circulate.report import charts
+
+    monkeypatch.setenv("CIRCULATE_CACHE_DIR", str(tmp_path / "cache"))
+
+    def bars(values: list[int]) -> charts.ReportChart:
+        data = pl.DataFrame({"month": ["Jan", "Feb"], "value": values})
+        chart = alt.Chart(data).mark_bar().encode(x="month:N", y="value:Q")
+        return charts.ReportChart("bars", "Bars", "Two bars.", "a test", "", chart)
+
+    first = charts.write_images(bars([1, 2]), tmp_path / "night1")
+    assert len(list((tmp_path / "cache" / "charts").iterdir())) == 2  # a PNG and an SVG
+
+    drawn: list[str] = []
+    draw_svg = charts.vlc.vegalite_to_svg
+
+    def counting_svg(*args: Any, **kwargs: Any) -> str:
+        drawn.append("svg")
+        return str(draw_svg(*args, **kwargs))
+
+    monkeypatch.setattr(charts.vlc, "vegalite_to_svg", counting_svg)
+    again = charts.write_images(bars([1, 2]), tmp_path / "night2")
+    assert drawn == []
+    assert again[0].read_bytes() == first[0].read_bytes() and again[2] == first[2]
+    other = charts.write_images(bars([1, 3]), tmp_path / "night3")
+    assert drawn == ["svg"], "other data: drawn anew"
+    assert other[2] != first[2]

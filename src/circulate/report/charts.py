@@ -10,7 +10,9 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import importlib.metadata
+import json
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
@@ -247,6 +249,11 @@ def _is_month_end(value: dt.date) -> bool:
 def write_images(chart: ReportChart, charts_dir: Path) -> tuple[Path, Path, str]:
     """Write ``<name>.png`` (2x scale) and ``<name>.svg`` with vl-convert, offline.
 
+    Drawing takes about a third of a second a chart. Most charts show months, so most
+    nights draw what the night before drew: images are kept in :func:`cache_dir` under
+    a digest of the chart's full specification (data included) and the versions, and a
+    chart whose digest is there is copied instead of drawn.
+
     Returns
     -------
     tuple
@@ -254,12 +261,60 @@ def write_images(chart: ReportChart, charts_dir: Path) -> tuple[Path, Path, str]
     """
     charts_dir.mkdir(parents=True, exist_ok=True)
     spec = chart.spec(responsive=False)
-    svg: str = vlc.vegalite_to_svg(spec, vl_version=VL_VERSION)
-    png: bytes = vlc.vegalite_to_png(spec, vl_version=VL_VERSION, scale=2)
+    drawn = _cached_drawing(spec)
+    if drawn is None:
+        svg: str = vlc.vegalite_to_svg(spec, vl_version=VL_VERSION)
+        png: bytes = vlc.vegalite_to_png(spec, vl_version=VL_VERSION, scale=2)
+        _keep_drawing(spec, svg, png)
+    else:
+        svg, png = drawn
     png_path, svg_path = charts_dir / f"{chart.name}.png", charts_dir / f"{chart.name}.svg"
     png_path.write_bytes(png)
     svg_path.write_text(svg, encoding="utf-8")
     return png_path, svg_path, svg
+
+
+#: Drawings not used for this long are removed from the cache when another is added.
+_DRAWING_LIFETIME_S = 30 * 24 * 3600
+
+
+def _drawing_key(spec: dict[str, Any]) -> str:
+    text = json.dumps(spec, sort_keys=True, default=str)
+    versions = f"{importlib.metadata.version('vl-convert-python')}|{VL_VERSION}"
+    return hashlib.sha256(f"{versions}|{text}".encode()).hexdigest()
+
+
+def _cached_drawing(spec: dict[str, Any]) -> tuple[str, bytes] | None:
+    stem = cache_dir() / "charts" / _drawing_key(spec)
+    try:
+        svg = stem.with_suffix(".svg").read_text(encoding="utf-8")
+        png = stem.with_suffix(".png").read_bytes()
+        stem.with_suffix(".png").touch()  # recently used: kept by the pruning below
+    except OSError:
+        return None
+    return svg, png
+
+
+def _keep_drawing(spec: dict[str, Any], svg: str, png: bytes) -> None:
+    folder = cache_dir() / "charts"
+    stem = folder / _drawing_key(spec)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        # The SVG last: a drawing counts as cached only when both files are whole.
+        for path, content in ((stem.with_suffix(".png"), png), (stem.with_suffix(".svg"), svg)):
+            partial = path.with_name(f"{path.name}.{os.getpid()}.partial")
+            if isinstance(content, bytes):
+                partial.write_bytes(content)
+            else:
+                partial.write_text(content, encoding="utf-8")
+            partial.replace(path)
+        cutoff = time.time() - _DRAWING_LIFETIME_S
+        for old in folder.glob("*.png"):
+            if old.stat().st_mtime < cutoff:
+                old.unlink(missing_ok=True)
+                old.with_suffix(".svg").unlink(missing_ok=True)
+    except OSError:
+        pass  # an unwritable cache only costs the time
 
 
 def cache_dir() -> Path:
