@@ -1,10 +1,13 @@
--- Node strengths add up to the scope's transfer volume: the sum of in_strength and the sum
--- of out_strength both equal the transfers between member accounts (member scope) or
--- between businesses (business scope).
+-- Node strengths add up to the scope's transfer volume up to the whole history's as-of day:
+-- the sum of in_strength and the sum of out_strength both equal the transfers between
+-- member accounts (member scope) or between businesses (business scope) dated up to then.
 with transfers as (
     select source_id, target_id, amount
     from staging.transactions
     where kind = 'transfer'
+      and local_day <= (
+          select max(as_of_day) from marts.network_summary where period_kind = 'all'
+      )
       and source_id <> target_id
       and source_id not in (select account_id from intermediate.issuer_accounts)
       and target_id not in (select account_id from intermediate.issuer_accounts)

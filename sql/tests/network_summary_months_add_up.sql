@@ -1,9 +1,13 @@
--- Monthly network volumes and transfer counts add up to the whole history, per scope.
+-- Monthly network volumes and transfer counts up to the whole history's as-of day add up
+-- to the whole history, per scope; only whole-history rows have an as-of day.
 with months as (
-    select scope, sum(volume) as volume, sum(transfer_count) as transfer_count
-    from marts.network_summary
-    where period_kind = 'month'
-    group by scope
+    select months.scope, sum(months.volume) as volume, sum(months.transfer_count) as transfer_count
+    from marts.network_summary as months
+    left join marts.network_summary as whole
+        on whole.scope = months.scope and whole.period_kind = 'all'
+    where months.period_kind = 'month'
+      and (whole.as_of_day is null or months.period_start <= whole.as_of_day)
+    group by months.scope
 ),
 
 whole as (
@@ -17,3 +21,7 @@ from whole
 full join months on months.scope = whole.scope
 where whole.volume is distinct from months.volume
    or whole.transfer_count is distinct from months.transfer_count
+union all
+select scope, volume, null as month_volume
+from marts.network_summary
+where (as_of_day is null) <> (period_kind = 'month')

@@ -12,6 +12,7 @@ import dataclasses
 import shutil
 from collections.abc import Iterator
 from datetime import date, timedelta
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -279,9 +280,10 @@ def test_a_night_recomputes_only_what_it_changed(
         write_export(nightly, name, rows)
     analysed.clear()
     run_stages(nightly)
-    # The two whole histories and March of the member scope. January and February are
-    # reused, and March of the business scope too: AAA is no business.
-    assert analysed == [8, 2, 4]
+    # March of the member scope only. January and February are reused, March of the
+    # business scope too (AAA is no business), and both whole histories: they end with
+    # February, the latest complete month, on both nights.
+    assert analysed == [4]
 
     for name, rows in {**first_night, **NEXT_DAY}.items():
         write_export(scratch, name, rows)
@@ -296,8 +298,12 @@ def test_a_night_recomputes_only_what_it_changed(
     stamps = "select count(distinct appended_at) from audit.appended_batches group by table_name"
     assert _rows(nightly, stamps) == [(2,)] * len(APPENDED)
     # March's member graph: ANN→BEN, DELI→CAFE, AAA⇄CAFE.
-    march = [r for r in _network_summary(nightly) if r[:3] == ("member", "month", date(2025, 3, 1))]
-    assert march[0][3:5] == (5, 4)
+    march = _rows(
+        nightly,
+        "select nodes, edges from marts.network_summary "
+        "where (scope, period_kind, period_start) = ('member', 'month', date '2025-03-01')",
+    )
+    assert march == [(5, 4)]
 
 
 def test_every_stage_of_a_run_caps_duckdb_memory(settings: Settings) -> None:
@@ -383,3 +389,95 @@ def test_a_full_rebuild_reuses_nothing_and_gives_the_same_tables(tmp_path: Path)
             ).fetchall()
         ]
     _same_tables(nightly, kept, {f"marts.{name}": "*" for name in marts})
+
+
+# Five nights over three months, from the scheme's first day (1 January, so January can be
+# complete). Night 3 adds a February day between individuals, night 5 a March day and an
+# entry dated 20 January, a month already closed.
+CLOSES_NIGHTS: list[tuple[date, list[tuple[str, ...]]]] = [
+    (
+        date(2025, 1, 20),
+        [
+            ("N1", "2025-01-01T09:00:00Z", "ISSUER", "ANN", "100.00", "issuance", "app"),
+            ("N2", "2025-01-01T10:00:00Z", "ISSUER", "BEN", "100.00", "issuance", "app"),
+            ("N3", "2025-01-01T11:00:00Z", "ANN", "CAFE", "20.00", "transfer", "app"),
+            ("N4", "2025-01-10T09:00:00Z", "CAFE", "DELI", "10.00", "transfer", "app"),
+            ("N5", "2025-01-10T10:00:00Z", "DELI", "CAFE", "5.00", "transfer", "app"),
+        ],
+    ),
+    (
+        date(2025, 2, 10),
+        [
+            ("N6", "2025-02-04T09:00:00Z", "BEN", "DELI", "30.00", "transfer", "app"),
+            ("N7", "2025-02-04T10:00:00Z", "DELI", "BEN", "4.00", "transfer", "app"),
+        ],
+    ),
+    (date(2025, 2, 20), [("N8", "2025-02-15T09:00:00Z", "ANN", "BEN", "3.00", "transfer", "app")]),
+    (date(2025, 3, 2), [("N9", "2025-02-25T09:00:00Z", "CAFE", "DELI", "6.00", "transfer", "app")]),
+    (
+        date(2025, 3, 10),
+        [
+            ("N10", "2025-03-05T09:00:00Z", "DELI", "CAFE", "8.00", "transfer", "app"),
+            ("N11", "2025-01-20T12:00:00Z", "BEN", "CAFE", "2.00", "transfer", "app"),
+        ],
+    ),
+]
+NETWORK_TABLES = {
+    "marts.network_nodes": "*",
+    "marts.network_summary": "*",
+    network.FINGERPRINTS: "*",
+}
+
+
+def test_whole_history_network_is_recomputed_at_month_close_only(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The whole-history network rows are those of the latest complete month: a night
+    analyses the whole-history graph only when a month closes or an entry lands in a
+    closed month, and the nights' tables equal `circulate run --full` on the same files."""
+    whole_history_graphs: list[str] = []  # scopes of each whole-history graph built
+    graph = Ledger.graph
+
+    def counting(ledger: Ledger, period: date | None, scope: str) -> tuple[EdgeList, Any]:
+        if period is None:
+            whole_history_graphs.append(scope)
+        return graph(ledger, period, scope)
+
+    monkeypatch.setattr(Ledger, "graph", counting)
+    nightly = settings_in(tmp_path / "nightly")
+    write_csv(nightly.inbox / "accounts.csv", ACCOUNT_HEADER, MONTHS_ACCOUNTS)
+    as_of_query = (
+        "select distinct as_of_day from marts.network_summary where period_kind = 'all' "
+        "union select distinct as_of_day from marts.network_nodes"
+    )
+    built, as_of = [], []
+    day = date(2025, 1, 1)
+    for last_day, rows in CLOSES_NIGHTS:
+        while day <= last_day:  # an export every day, each entry in its night's last one
+            write_export(nightly, f"{day}.csv", rows if day == last_day else [])
+            day += timedelta(days=1)
+        whole_history_graphs.clear()
+        run_stages(nightly)
+        built.append(bool(whole_history_graphs))
+        as_of.append(_rows(nightly, as_of_query))
+    # Night 1: no month complete, the data so far; 2: January closes; 3: mid-February;
+    # 4: February closes; 5: a late entry into January.
+    assert built == [True, True, False, True, True]
+    assert as_of == [
+        [(date(2025, 1, 20),)],
+        [(date(2025, 1, 31),)],
+        [(date(2025, 1, 31),)],
+        [(date(2025, 2, 28),)],
+        [(date(2025, 2, 28),)],
+    ]
+    # The whole history holds January and February (N11 included), not March's N10.
+    whole = "select volume, transfer_count from marts.network_summary where period_kind = 'all'"
+    assert _rows(nightly, whole + " and scope = 'member'") == [(Decimal("80.00"), 8)]
+    kept = dataclasses.replace(nightly, warehouse=tmp_path / "nights.duckdb")
+    shutil.copy(nightly.warehouse, kept.warehouse)
+
+    whole_history_graphs.clear()
+    pipeline.run_in_process(nightly, full=True)
+
+    assert set(whole_history_graphs) == {"member", "business"}, "nothing was reused"
+    _same_tables(nightly, kept, NETWORK_TABLES)

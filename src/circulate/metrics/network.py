@@ -20,6 +20,17 @@ module and of network_graph, and igraph's version) in
 ``intermediate.network_graph_fingerprints``; a later build whose month graph has the same
 fingerprint takes that month's row from the previous snapshot instead of analysing the
 graph again, so a night that adds one day analyses one month.
+
+The whole history is final at a month's close: its graph holds every transfer up to the
+last day of the latest complete month (a month the ledger covers every day of, as
+``period_complete`` of the impact indicators; the scheme's timezone), and both tables give
+that day as ``as_of_day``. Until a month is complete the whole history is the data so far,
+recomputed every night. The whole-history rows depend only on the closed months' graphs:
+the build stores a digest of their fingerprints (period_kind ``all`` in the fingerprints
+table) and takes both tables' whole-history rows from the previous snapshot while it is
+unchanged, so they are recomputed when a month closes or a late or corrected entry lands
+in a closed month, not on the nights in between. ``circulate run --full`` drops the
+snapshot, so everything is recomputed.
 """
 
 from __future__ import annotations
@@ -27,7 +38,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, timedelta
 from functools import cache, cached_property
 from pathlib import Path
 from typing import Any, cast
@@ -54,30 +65,35 @@ from circulate.warehouse.runner import PythonModel, write_frame
 __all__ = [
     "MODELS",
     "Ledger",
+    "closed_history_end",
     "graph_fingerprint",
     "load_ledger",
-    "previous_month_rows",
+    "previous_rows",
     "write_network_summary",
 ]
 
 SCOPES = ("member", "business")
-READS = frozenset({"intermediate.member_transfers", "staging.accounts"})
+READS = frozenset({"intermediate.member_transfers", "staging.accounts", "intermediate.day_spine"})
 FINGERPRINTS = "intermediate.network_graph_fingerprints"
 
 
 @dataclass(frozen=True)
 class Ledger:
-    """Transfer edges per period, ids mapped to ``0..n-1``, and node attributes."""
+    """Transfer edges per period, ids mapped to ``0..n-1``, and node attributes.
+
+    The whole history (period ``None``) is the months up to ``history_end`` (a day), or
+    every month when it is ``None``.
+    """
 
     edges: pl.DataFrame  # period_start (a month), source, target, cents, transfers
     nodes: pl.DataFrame  # idx, account_id, account_type, sector, area, is_business
+    history_end: date | None = None
 
     @cached_property
-    def _by_period(self) -> dict[date | None, EdgeList]:
+    def _by_period(self) -> dict[date, EdgeList]:
         # Every month's graph over all nodes, split from ``edges`` in one pass (a filter
-        # per month scanned every edge once per month), and the whole history (key None)
-        # summed from the months. Rows keep their order inside a month: adjacency order
-        # steers Leiden and a capped cycle search.
+        # per month scanned every edge once per month). Rows keep their order inside a
+        # month: adjacency order steers Leiden and a capped cycle search.
         n = self.nodes.height
         edges = self.edges
         if edges["period_start"].null_count():  # no copy of a large ledger without nulls
@@ -91,19 +107,29 @@ class Ledger:
             starts = starts.gather(order)
             columns = [column[order] for column in columns]
         cuts = (np.flatnonzero(np.diff(code)) + 1).tolist()
-        periods: dict[date | None, EdgeList] = {}
+        periods: dict[date, EdgeList] = {}
         for a, b in zip([0, *cuts], [*cuts, code.size], strict=True):
             if a < b:
                 source, target, cents, count = (np.asarray(c[a:b], np.int64) for c in columns)
                 periods[starts[a]] = EdgeList(n, source, target, cents, count)
-        if code.size:
-            periods[None] = aggregate_edges(n, *(np.asarray(c, np.int64) for c in columns))
         return periods
+
+    @cached_property
+    def _whole_history(self) -> EdgeList:
+        # Summed from the months it holds, only when asked for: a night that reuses the
+        # whole-history rows never builds it.
+        n = self.nodes.height
+        months = [self._by_period[m] for m in self.history_months]
+        columns = (
+            np.concatenate([np.zeros(0, np.int64), *(getattr(m, name) for m in months)])
+            for name in ("source", "target", "cents", "count")
+        )
+        return aggregate_edges(n, *columns)
 
     def graph(self, period: date | None, scope: str) -> tuple[EdgeList, IntArray]:
         """The scope's graph for one month (``None`` = whole history) and its node ids."""
         n = self.nodes.height
-        full = self._by_period.get(period)
+        full = self._whole_history if period is None else self._by_period.get(period)
         if full is None:
             empty = np.zeros(0, np.int64)
             full = EdgeList(n, empty, empty, empty, empty)
@@ -118,6 +144,12 @@ class Ledger:
     def months(self) -> list[date]:
         months = self.edges["period_start"].drop_nulls().unique().sort()
         return cast(list[date], months.to_list())
+
+    @property
+    def history_months(self) -> list[date]:
+        """The months the whole history holds."""
+        end = self.history_end
+        return [m for m in self.months if end is None or m <= end]
 
 
 # Member accounts numbered 0..n-1 in account id order.
@@ -155,10 +187,11 @@ order by period_start, source, target
 """  # noqa: S608 (a constant of this module)
 
 
-def load_ledger(con: duckdb.DuckDBPyConnection) -> Ledger:
+def load_ledger(con: duckdb.DuckDBPyConnection, history_end: date | None = None) -> Ledger:
     """Number the accounts ``0..n-1`` and aggregate transfer edges per month, in DuckDB.
 
-    The whole history's edges are summed from the months' in numpy (:class:`Ledger`).
+    The whole history's edges, up to ``history_end`` (every month when ``None``), are
+    summed from the months' in numpy (:class:`Ledger`).
     """
     ids = con.sql(_IDS_SQL + "order by idx").pl()
     attributes = con.sql("select account_id, account_type, sector, area from staging.accounts").pl()
@@ -171,7 +204,45 @@ def load_ledger(con: duckdb.DuckDBPyConnection) -> Ledger:
         )
         .sort("idx")
     )
-    return Ledger(con.sql(_EDGES_SQL).pl(), nodes)
+    return Ledger(con.sql(_EDGES_SQL).pl(), nodes, history_end)
+
+
+def closed_history_end(first_day: date | None, last_day: date | None) -> date | None:
+    """Last day of the latest complete month of a ledger covering ``first_day..last_day``.
+
+    A month is complete when the ledger covers every day of it (``period_complete`` of the
+    impact indicators): it starts on or after the first covered day and ends on or before
+    the last. ``None`` when no month is complete yet.
+
+    >>> closed_history_end(date(2025, 1, 3), date(2025, 3, 31))
+    datetime.date(2025, 3, 31)
+    >>> closed_history_end(date(2025, 1, 3), date(2025, 3, 30))
+    datetime.date(2025, 2, 28)
+    >>> closed_history_end(date(2025, 1, 1), date(2025, 1, 31))
+    datetime.date(2025, 1, 31)
+    >>> closed_history_end(date(2025, 1, 3), date(2025, 2, 27)) is None
+    True
+    """
+    if first_day is None or last_day is None:
+        return None
+    if (last_day + timedelta(days=1)).day == 1:
+        end = last_day
+    else:
+        end = last_day.replace(day=1) - timedelta(days=1)
+    return end if end.replace(day=1) >= first_day else None
+
+
+def history_as_of(con: duckdb.DuckDBPyConnection) -> date | None:
+    """The last day of the whole history: that of the latest complete month.
+
+    The ledger's days are those of ``intermediate.day_spine``. Before any month is
+    complete the whole history is the data so far, up to the last covered day (so it
+    changes every night until the first close). ``None`` for an empty ledger.
+    """
+    [(first_day, last_day)] = con.execute(
+        "select min(day), max(day) from intermediate.day_spine"
+    ).fetchall()
+    return closed_history_end(first_day, last_day) or last_day
 
 
 def _money(column: str) -> str:
@@ -194,6 +265,7 @@ SUMMARY_FRAME_SCHEMA: dict[str, Any] = {
     "scope": pl.String,
     "period_kind": pl.String,
     "period_start": pl.Date,
+    "as_of_day": pl.Date,
     **SUMMARY_SCHEMA,
     "top_hub_id": pl.String,
 }
@@ -218,36 +290,62 @@ def _node_frame(scope: str, edges: EdgeList, old: IntArray, figures: GraphFigure
     return pl.DataFrame(frame, schema=NODE_SCHEMA)
 
 
-def _write_network_nodes(
-    con: duckdb.DuckDBPyConnection, ledger: Ledger, frames: list[pl.DataFrame]
-) -> None:
-    """Create ``marts.network_nodes`` from the scopes' node frames (:func:`_node_frame`)."""
-    member, _ = ledger.graph(None, "member")
+def _computed_nodes(ledger: Ledger, frames: list[pl.DataFrame]) -> pl.DataFrame:
+    """The scopes' node frames (:func:`_node_frame`) with the re-spent share."""
+    member, old = ledger.graph(None, "member")
     member_in, member_out = strengths(member)
     respent = pl.DataFrame(
         {
-            "idx": np.arange(ledger.nodes.height, dtype=np.int64),
+            "idx": old,
             "member_in": member_in,
             "member_out": member_out,
         }
     )
-    nodes = (
+    return (
         pl.concat([pl.DataFrame(schema=NODE_SCHEMA), *frames])
-        .join(ledger.nodes, on="idx", how="left")
         .join(respent, on="idx", how="left")
-        .with_columns(
+        .select(
+            *NODE_SCHEMA,
             pl.when(pl.col("member_in") > 0)
             .then(pl.min_horizontal(pl.col("member_out") / pl.col("member_in"), pl.lit(1.0)))
             .otherwise(None)
-            .alias("respent_share")
+            .alias("respent_share"),
         )
+    )
+
+
+# The previous snapshot's node figures in the columns of ``_computed_nodes`` but keyed by
+# account id: the accounts' attributes are joined anew.
+_PREVIOUS_NODES_SQL = """
+select scope, account_id,
+       cast(in_strength * 100 as bigint) as in_strength_cents,
+       cast(out_strength * 100 as bigint) as out_strength_cents,
+       in_degree, out_degree, pagerank, in_giant_scc, community_id, coreness, respent_share
+from marts.network_nodes
+"""
+
+
+def _previous_nodes(con: duckdb.DuckDBPyConnection, ledger: Ledger) -> pl.DataFrame:
+    """The node rows of the snapshot being rebuilt, numbered as in ``ledger``."""
+    previous: pl.DataFrame = con.sql(_PREVIOUS_NODES_SQL).pl()
+    ids = ledger.nodes.select("idx", "account_id")
+    return previous.join(ids, on="account_id", how="inner").select(*NODE_SCHEMA, "respent_share")
+
+
+def _write_network_nodes(
+    con: duckdb.DuckDBPyConnection, ledger: Ledger, nodes: pl.DataFrame, as_of_day: date | None
+) -> None:
+    """Create ``marts.network_nodes`` from node figures (:func:`_computed_nodes`)."""
+    nodes = (
+        nodes.join(ledger.nodes, on="idx", how="left")
+        .with_columns(pl.lit(as_of_day, pl.Date).alias("as_of_day"))
         .sort("scope", "account_id")
     )
     write_frame(
         con,
         nodes,
         "marts.network_nodes",
-        "scope, account_id, account_type, sector, area, "
+        "scope, account_id, account_type, sector, area, as_of_day, "
         f"{_money('in_strength_cents')}, {_money('out_strength_cents')}, "
         "in_degree, out_degree, pagerank, in_giant_scc, community_id, coreness, respent_share",
     )
@@ -286,36 +384,65 @@ def graph_fingerprint(ledger: Ledger, edges: EdgeList, old: IntArray) -> str:
     return digest.hexdigest()
 
 
-# The previous snapshot's month rows with the fingerprint of the graph they came from, in
-# the columns of ``SUMMARY_FRAME_SCHEMA``. ``network_summary`` and the fingerprints table
-# are the build's own constants.
-_PREVIOUS_MONTHS_SQL = f"""
+def month_fingerprints(ledger: Ledger) -> dict[tuple[str, date], str]:
+    """:func:`graph_fingerprint` of every month graph of ``ledger``, by (scope, month)."""
+    return {
+        (scope, month): graph_fingerprint(ledger, *ledger.graph(month, scope))
+        for scope in SCOPES
+        for month in ledger.months
+    }
+
+
+def history_fingerprint(
+    ledger: Ledger, as_of_day: date | None, fingerprints: Mapping[tuple[str, date], str]
+) -> str:
+    """Digest of everything the whole-history rows of both tables are computed from.
+
+    The whole-history graph of a scope is the sum of its month graphs up to ``as_of_day``,
+    each named by account ids in its fingerprint; the re-spent share of business nodes is
+    a member-network figure, so one digest covers both scopes.
+    """
+    digest = hashlib.blake2b(_figures_version(), digest_size=16)
+    digest.update(str(as_of_day).encode())
+    for scope in SCOPES:
+        for month in ledger.history_months:
+            digest.update(f"\0{scope}\0{month}\0{fingerprints[scope, month]}".encode())
+    return digest.hexdigest()
+
+
+# The previous snapshot's rows with the fingerprint of the graph they came from, in the
+# columns of ``SUMMARY_FRAME_SCHEMA``: months by their graph's, the whole history by
+# :func:`history_fingerprint`. ``network_summary`` and the fingerprints table are the
+# build's own constants.
+_PREVIOUS_ROWS_SQL = f"""
 select summary.* exclude (volume), cast(summary.volume * 100 as bigint) as volume_cents,
        cast(null as bigint) as top_hub, prints.fingerprint
 from marts.network_summary as summary
-inner join {FINGERPRINTS} as prints using (scope, period_start)
-where summary.period_kind = 'month'
+inner join {FINGERPRINTS} as prints using (scope, period_kind, period_start)
 """  # noqa: S608
 
 
-def previous_month_rows(
+def previous_rows(
     con: duckdb.DuckDBPyConnection,
-) -> dict[tuple[str, date], tuple[str, dict[str, Any]]]:
-    """Month rows of the snapshot being rebuilt, by (scope, month): (fingerprint, row).
+) -> dict[tuple[str, date | None], tuple[str, dict[str, Any]]]:
+    """Summary rows of the snapshot being rebuilt: (fingerprint, row) by (scope, period).
 
-    Empty on a first build or a backfill (no earlier tables).
+    The period is a month, or ``None`` for the whole history. Empty on a first build or a
+    backfill (no earlier tables), and for a snapshot of an earlier layout.
     """
     [(present,)] = con.execute(
-        "select count(*) from duckdb_tables() where (schema_name, table_name) in "
-        "(('marts', 'network_summary'), ('intermediate', 'network_graph_fingerprints'))"
+        "select count(*) from duckdb_columns() where (schema_name, table_name, column_name) in "
+        "(('marts', 'network_summary', 'as_of_day'), ('marts', 'network_nodes', 'as_of_day'), "
+        "('intermediate', 'network_graph_fingerprints', 'period_kind'))"
     ).fetchall()
-    if present < 2:
+    if present < 3:
         return {}
-    frame = con.sql(_PREVIOUS_MONTHS_SQL).pl()
-    known: dict[tuple[str, date], tuple[str, dict[str, Any]]] = {}
+    frame = con.sql(_PREVIOUS_ROWS_SQL).pl()
+    known: dict[tuple[str, date | None], tuple[str, dict[str, Any]]] = {}
     for row in frame.iter_rows(named=True):
         fingerprint = row.pop("fingerprint")
-        key = (row.pop("scope"), row["period_start"])
+        period = row["period_start"] if row["period_kind"] == "month" else None
+        key = (row.pop("scope"), period)
         del row["period_kind"], row["period_start"]
         known[key] = (fingerprint, row)
     return known
@@ -326,37 +453,32 @@ def write_network_summary(
     ledger: Ledger,
     *,
     whole_history: Mapping[str, dict[str, Any]] | None = None,
-    previous: Mapping[tuple[str, date], tuple[str, dict[str, Any]]] | None = None,
+    previous: Mapping[tuple[str, date | None], tuple[str, dict[str, Any]]] | None = None,
+    fingerprints: Mapping[tuple[str, date], str] | None = None,
     months_only: bool = False,
-) -> pl.DataFrame:
+) -> None:
     """Create ``marts.network_summary``: one row per scope, month and the whole history.
 
     The months are those of ``ledger``'s edges; the month marts of the lake pass one month.
-    ``whole_history`` holds rows already computed (by scope, from :func:`_summary_row`).
-    With ``previous`` (:func:`previous_month_rows`), a month whose graph has the
-    fingerprint stored with an earlier row takes that row; the month fingerprints are
-    returned (scope, period_start, fingerprint), empty without ``previous``.
+    ``whole_history`` holds rows already computed (by scope, from :func:`_summary_row`,
+    ``as_of_day`` included). A month whose ``fingerprints`` entry equals the one stored
+    with its row in ``previous`` (:func:`previous_rows`) takes that row.
     ``months_only`` leaves the whole-history rows out.
     """
     months = ledger.months
     rows: list[dict[str, Any]] = []
-    prints: list[tuple[str, date, str]] = []
     periods: list[tuple[str, date | None, date]] = [("month", m, m) for m in months]
     if months and not months_only:
         periods.append(("all", None, months[0]))
     for scope in SCOPES:
         for kind, period, start in periods:
             known = whole_history.get(scope) if whole_history and period is None else None
+            if known is None and period is not None and previous and fingerprints:
+                stored = previous.get((scope, period))
+                if stored is not None and stored[0] == fingerprints[scope, period]:
+                    known = stored[1]
             if known is None:
-                edges, old = ledger.graph(period, scope)
-                if period is not None and previous is not None:
-                    fingerprint = graph_fingerprint(ledger, edges, old)
-                    prints.append((scope, start, fingerprint))
-                    stored = previous.get((scope, start))
-                    if stored is not None and stored[0] == fingerprint:
-                        known = stored[1]
-                if known is None:
-                    known = _summary_row(ledger, edges, old)
+                known = {**_summary_row(ledger, *ledger.graph(period, scope)), "as_of_day": None}
             rows.append({"scope": scope, "period_kind": kind, "period_start": start, **known})
     summary = pl.DataFrame(rows, schema=SUMMARY_FRAME_SCHEMA).drop("top_hub")
     columns = ", ".join(
@@ -368,15 +490,12 @@ def write_network_summary(
         "marts.network_summary",
         columns,
     )
-    return pl.DataFrame(
-        prints,
-        schema={"scope": pl.String, "period_start": pl.Date, "fingerprint": pl.String},
-        orient="row",
-    )
 
 
 NODES_DESCRIPTION = (
-    "Trade-network position of every member account over the whole history, in two scopes: "
+    "Trade-network position of every member account over the whole history up to as_of_day "
+    "(the end of the latest complete month; refreshed when a month closes or an entry lands "
+    "in a closed month, not nightly), in two scopes: "
     "member (all transfers between member accounts) and business (transfers between "
     "businesses only). Strengths are summed transfer amounts, degrees distinct "
     "counterparties, pagerank is weighted (damping 0.85), community_id comes from Leiden "
@@ -385,8 +504,10 @@ NODES_DESCRIPTION = (
     "out_strength / in_strength capped at 1 (null when nothing was received)."
 )
 SUMMARY_DESCRIPTION = (
-    "Shape of the trade network per scope (member, business) and period (each month and "
-    "the whole history): size, density, binary and weighted reciprocity (Σ min(w_ij, w_ji) "
+    "Shape of the trade network per scope (member, business) and period (each month, "
+    "recomputed nightly while it changes, and the whole history up to as_of_day, the end "
+    "of the latest complete month, refreshed when a month closes or an entry lands in a "
+    "closed month): size, density, binary and weighted reciprocity (Σ min(w_ij, w_ji) "
     "/ Σ w_ij), giant strongly connected component and its volume share, directed cycles "
     "of length 2-5 (cycles_capped = enumeration stopped at its bound, the counts of "
     "length 3-5 are lower bounds) and the share of volume on edges lying on at least one "
@@ -401,23 +522,59 @@ SUMMARY_DESCRIPTION = (
 def build_network_tables(con: duckdb.DuckDBPyConnection, parameters: Mapping[str, Any]) -> None:
     """Load the transfer graph once; write ``marts.network_nodes`` and ``network_summary``.
 
-    The whole-history graph of each scope is built and analysed once for both tables.
+    The whole-history graph of each scope (up to :func:`history_as_of`) is built and
+    analysed once for both tables, and only when the digest of its months
+    (:func:`history_fingerprint`) differs from the one stored with the previous snapshot's
+    whole-history rows.
     """
-    previous = previous_month_rows(con)
-    ledger = load_ledger(con)
-    frames: list[pl.DataFrame] = []
+    previous = previous_rows(con)
+    as_of_day = history_as_of(con)
+    ledger = load_ledger(con, as_of_day)
+    fingerprints = month_fingerprints(ledger)
+    history = history_fingerprint(ledger, as_of_day, fingerprints)
+    stored = {scope: previous.get((scope, None)) for scope in SCOPES}
     whole_history: dict[str, dict[str, Any]] = {}
-    for scope in SCOPES:
-        edges, old = ledger.graph(None, scope)
-        figures = GraphFigures.of(edges)
-        frames.append(_node_frame(scope, edges, old, figures))
-        if ledger.months:
-            whole_history[scope] = _summary_row(ledger, edges, old, figures)
-        # The whole-history graph is the largest object here: free it before the next.
-        del figures, edges, old
-    _write_network_nodes(con, ledger, frames)
-    prints = write_network_summary(con, ledger, whole_history=whole_history, previous=previous)
-    write_frame(con, prints.sort("scope", "period_start"), FINGERPRINTS)
+    if ledger.months and all(row is not None and row[0] == history for row in stored.values()):
+        nodes = _previous_nodes(con, ledger)
+        whole_history = {scope: row[1] for scope, row in stored.items() if row is not None}
+    else:
+        frames: list[pl.DataFrame] = []
+        for scope in SCOPES:
+            edges, old = ledger.graph(None, scope)
+            figures = GraphFigures.of(edges)
+            frames.append(_node_frame(scope, edges, old, figures))
+            if ledger.months:
+                row = _summary_row(ledger, edges, old, figures)
+                whole_history[scope] = {**row, "as_of_day": as_of_day}
+            # The whole-history graph is the largest object here: free it before the next.
+            del figures, edges, old
+        nodes = _computed_nodes(ledger, frames)
+    _write_network_nodes(con, ledger, nodes, as_of_day)
+    write_network_summary(
+        con, ledger, whole_history=whole_history, previous=previous, fingerprints=fingerprints
+    )
+    months = ledger.months
+    prints = [
+        ("month", scope, month, fingerprint) for (scope, month), fingerprint in fingerprints.items()
+    ]
+    if months:
+        prints += [("all", scope, months[0], history) for scope in SCOPES]
+    frame = pl.DataFrame(
+        prints,
+        schema={
+            "period_kind": pl.String,
+            "scope": pl.String,
+            "period_start": pl.Date,
+            "fingerprint": pl.String,
+        },
+        orient="row",
+    )
+    write_frame(
+        con,
+        frame.sort("scope", "period_kind", "period_start"),
+        FINGERPRINTS,
+        "scope, period_kind, period_start, fingerprint",
+    )
 
 
 MODELS = [
@@ -431,8 +588,9 @@ MODELS = [
             "marts.network_summary": SUMMARY_DESCRIPTION,
             FINGERPRINTS: (
                 "Digest of each (scope, month) trade graph summarised in "
-                "marts.network_summary; a build takes a month's row from the previous "
-                "snapshot when its graph's digest is unchanged."
+                "marts.network_summary, and (period_kind all) of the months the "
+                "whole-history rows of network_summary and network_nodes come from; a build "
+                "takes rows from the previous snapshot while their digest is unchanged."
             ),
         },
     ),
