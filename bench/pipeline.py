@@ -14,12 +14,17 @@ size and seed under ``bench/cache``), then in one run measures:
   ``--naive-max-transactions`` a larger scheme's naive run reads only its first days
   and its time is scaled up to the whole scheme (the table says so);
 - the money tracer: numba kernel against the pure-Python FIFO on the same ledger
-  (``bench/bench_tracer.py``).
+  (``bench/bench_tracer.py``);
+- for the small sizes of ``--cli-night-sizes`` (default 100,000: a town's year), one new
+  day through the real ``circulate run`` as an operator runs it, wall time from the
+  command's start to its exit: standalone (it starts its own temporary Prefect server)
+  and through a Prefect server that is already running (``PREFECT_API_URL``). At town
+  scale fixed costs (imports, the server, rendering) weigh as much as the data.
 
 Results go to ``bench/results/<date>.json``; stage timings and a ratio table go to stdout
 as markdown. Each measurement runs in a child process so peak memory is its own.
 
-    uv run python bench/pipeline.py [--sizes 1000000,10000000] [--seed 7]
+    uv run python bench/pipeline.py [--sizes 1000000,10000000] [--cli-night-sizes 100000]
 """
 
 from __future__ import annotations
@@ -222,6 +227,88 @@ def measure(
     }
 
 
+def measure_cli_night(size: int, seed: int, cache: Path, work: Path) -> dict[str, Any]:
+    """Wall time of ``circulate run`` adding the last day, standalone and with a server.
+
+    Both runs start from the same warehouse of every day but the last; the JavaScript
+    bundle of the report is in the user's cache as on any machine after its first night.
+    """
+    from circulate.prefect_server import launch_temporary_server
+
+    scheme = scheme_folder(size, seed, cache)
+    shutil.rmtree(work, ignore_errors=True)
+    inbox = linked_inbox(scheme, work / "inbox", leave_out_last=True)
+    base = work / "base" / "circulate.duckdb"
+    _run_stages(inbox, base)
+    last = sorted((scheme / "exports").glob("*.csv"))[-1]
+    os.link(last, inbox / "exports" / last.name)
+    env = dict(
+        os.environ,
+        CIRCULATE_PSEUDONYM_KEY=KEY,
+        PREFECT_HOME=str(work / "prefect"),
+        DO_NOT_TRACK="1",
+        PREFECT_SERVER_ANALYTICS_ENABLED="false",
+    )
+    env.pop("PREFECT_API_URL", None)
+    circulate = str(Path(sys.executable).parent / "circulate")
+    seconds: dict[str, float] = {}
+    for mode in ("standalone", "running_server"):
+        night = work / mode
+        shutil.copytree(base.parent, night)
+        server = None
+        if mode == "running_server":
+            server = launch_temporary_server(work / "prefect" / "bench-server.log")
+            server.wait_until_ready()
+        run_env = dict(env, PREFECT_API_URL=server.api_url) if server else env
+        started = time.perf_counter()
+        done = subprocess.run(
+            [
+                circulate,
+                "run",
+                "--input",
+                str(inbox),
+                "--warehouse",
+                str(night / "circulate.duckdb"),
+                "--reports",
+                str(night / "reports"),
+            ],
+            cwd=work,
+            env=run_env,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        seconds[mode] = round(time.perf_counter() - started, 2)
+        if server:
+            server.stop()
+        if done.returncode != 0:
+            raise RuntimeError(f"circulate run ({mode}) failed:\n{done.stderr[-3000:]}")
+    shutil.rmtree(work, ignore_errors=True)
+    return {
+        "transactions": size,
+        "night_standalone_seconds": seconds["standalone"],
+        "night_running_server_seconds": seconds["running_server"],
+        "load_average": round(os.getloadavg()[0], 2),
+    }
+
+
+def cli_markdown(nights: list[dict[str, Any]]) -> list[str]:
+    """One new day through ``circulate run``, against the targets of the nightly issue."""
+    if not nights:
+        return []
+    lines = [
+        "| transactions | one new day, `circulate run` standalone (s) "
+        "| through a running Prefect server (s) | load |",
+        "|---:|---:|---:|---:|",
+    ]
+    for n in nights:
+        lines.append(
+            f"| {n['transactions']:,} | {n['night_standalone_seconds']:.1f} "
+            f"| {n['night_running_server_seconds']:.1f} | {n['load_average']:.2f} |"
+        )
+    return lines
+
+
 def markdown(results: list[dict[str, Any]]) -> str:
     """Stage timings, then the ratios, as two markdown tables (and notes)."""
     lines = [
@@ -294,6 +381,11 @@ def main() -> int:
     )
     parser.add_argument("--no-tracer", action="store_true", help="skip the tracer comparison")
     parser.add_argument(
+        "--cli-night-sizes",
+        default="100000",
+        help="sizes whose last day is also run through `circulate run` ('' for none)",
+    )
+    parser.add_argument(
         "--out", type=Path, default=BENCH_DIR / "results" / f"{date.today():%Y-%m-%d}.json"
     )
     parser.add_argument(
@@ -303,7 +395,7 @@ def main() -> int:
     )
     args = parser.parse_args()
     results = []
-    for size in (int(s) for s in args.sizes.split(",")):
+    for size in (int(s) for s in args.sizes.split(",") if s):
         print(f"measuring {size:,} transactions …", file=sys.stderr)
         results.append(
             measure(
@@ -315,6 +407,10 @@ def main() -> int:
                 tracer=not args.no_tracer,
             )
         )
+    nights = []
+    for size in (int(s) for s in args.cli_night_sizes.split(",") if s):
+        print(f"one new day of {size:,} transactions through circulate run …", file=sys.stderr)
+        nights.append(measure_cli_night(size, args.seed, args.cache, args.cache / "work-cli"))
     out = args.out
     out.parent.mkdir(exist_ok=True)
     if args.merge and out.exists():
@@ -326,10 +422,15 @@ def main() -> int:
         "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]},
         "results": results,
+        "cli_nights": nights,
         "peak_rss_self_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
     }
     out.write_text(json.dumps(payload, indent=2) + "\n")
-    table = markdown(results)
+    table = "\n\n".join(
+        part
+        for part in (markdown(results) if results else "", "\n".join(cli_markdown(nights)))
+        if part
+    )
     out.with_suffix(".md").write_text(table + "\n")
     print(table)
     print(f"\nwritten to {out} and {out.with_suffix('.md')}", file=sys.stderr)
