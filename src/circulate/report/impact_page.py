@@ -5,9 +5,10 @@ from data goes through :func:`circulate.report.page.esc`.
 
 from __future__ import annotations
 
+import datetime as dt
 import math
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import Any, cast
 
 import polars as pl
 
@@ -282,14 +283,35 @@ def network_values(ev_network: pl.DataFrame) -> list[tuple[str, str, str, str]]:
     return out
 
 
+def network_as_of(ev_network: pl.DataFrame) -> str:
+    """When the whole-history network figures end, in words ('' without figures).
+
+    They end with the latest complete month; before any month is complete they are the
+    data so far.
+
+    >>> network_as_of(pl.DataFrame({"as_of_day": [dt.date(2025, 2, 28)] * 2}))
+    ' as of the end of February 2025'
+    >>> network_as_of(pl.DataFrame({"as_of_day": [dt.date(2025, 1, 20)]}))
+    ' up to 20 January 2025 (no month complete yet)'
+    """
+    days = ev_network["as_of_day"].drop_nulls() if "as_of_day" in ev_network.columns else None
+    if days is None or days.is_empty():
+        return ""
+    last = cast(dt.date, days.max())
+    if (last + dt.timedelta(days=1)).day == 1:
+        return f" as of the end of {fmt.month(last)}"
+    return f" up to {fmt.day(last)} (no month complete yet)"
+
+
 def network_section(ctx: PageContext) -> str:
     """Hubs and concentration, cycles, and sector flows as a heat map."""
     ev = ctx.evidence
     if ev is None:
         return ""
     table = _table(
-        "The business network over the whole history: all members, and transfers between "
-        "businesses only (source: marts.network_summary)",
+        f"The business network over the whole history{network_as_of(ev.network)}: all "
+        "members, and transfers between businesses only (source: marts.network_summary; "
+        "refreshed when a month closes)",
         ("Measure", "All members", "Businesses only"),
         [(label, a, b) for _, label, a, b in network_values(ev.network)],
         "network",
