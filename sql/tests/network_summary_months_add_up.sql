@@ -1,5 +1,6 @@
 -- Monthly network volumes and transfer counts up to the whole history's as-of day add up
--- to the whole history, per scope; only whole-history rows have an as-of day.
+-- to the whole history, per scope (zero when no month up to then had a transfer); only
+-- whole-history rows have an as-of day.
 with months as (
     select months.scope, sum(months.volume) as volume, sum(months.transfer_count) as transfer_count
     from marts.network_summary as months
@@ -19,8 +20,8 @@ whole as (
 select whole.scope, whole.volume, months.volume as month_volume
 from whole
 full join months on months.scope = whole.scope
-where whole.volume is distinct from months.volume
-   or whole.transfer_count is distinct from months.transfer_count
+where whole.volume is distinct from coalesce(months.volume, 0)
+   or whole.transfer_count is distinct from coalesce(months.transfer_count, 0)
 union all
 select scope, volume, null as month_volume
 from marts.network_summary

@@ -2,7 +2,8 @@
 
 Dormancy without the account × day grid, the bootstrap summing drawn integers, one split
 of the network edges into periods, the cycle search restricted to strongly connected
-components, month network rows reused from the previous snapshot, ledger tables extended
+components, month network rows reused from the previous snapshot and whole-history ones
+until a month closes, ledger tables extended
 by each night's batch and DuckDB's memory cap in every stage of a run.
 """
 
@@ -481,3 +482,25 @@ def test_whole_history_network_is_recomputed_at_month_close_only(
 
     assert set(whole_history_graphs) == {"member", "business"}, "nothing was reused"
     _same_tables(nightly, kept, NETWORK_TABLES)
+
+
+def test_a_closed_month_without_transfers_gives_an_empty_whole_history(tmp_path: Path) -> None:
+    """January, complete, holds only issuance: the whole history (as of 31 January) has no
+    transfer, while February's do count in its month rows (run_stages runs the network
+    assertions, which compare both with the ledger up to the as-of day)."""
+    settings = settings_in(tmp_path / "launch")
+    write_csv(settings.inbox / "accounts.csv", ACCOUNT_HEADER, MONTHS_ACCOUNTS)
+    for offset in range(41):  # 1 January .. 10 February
+        write_export(settings, f"{date(2025, 1, 1) + timedelta(days=offset)}.csv", [])
+    write_export(settings, "2025-01-01.csv", CLOSES_NIGHTS[0][1][:2])
+    write_export(settings, "2025-02-10.csv", CLOSES_NIGHTS[1][1])
+    run_stages(settings)
+    assert _rows(
+        settings,
+        "select period_kind, as_of_day, nodes, volume from marts.network_summary "
+        "where scope = 'member' order by period_kind",
+    ) == [
+        ("all", date(2025, 1, 31), 0, Decimal("0.00")),
+        ("month", None, 2, Decimal("34.00")),
+    ]
+    assert _rows(settings, "select count(*) from marts.network_nodes") == [(0,)]
