@@ -3,8 +3,8 @@
 Dormancy without the account × day grid, the bootstrap summing drawn integers, one split
 of the network edges into periods, the cycle search restricted to strongly connected
 components, month network rows reused from the previous snapshot and whole-history ones
-until a month closes, ledger tables extended
-by each night's batch and DuckDB's memory cap in every stage of a run.
+until a month closes, ledger tables extended by each night's batch and DuckDB's memory cap
+in every stage of a run.
 """
 
 from __future__ import annotations
