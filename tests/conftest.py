@@ -39,9 +39,8 @@ def _isolated_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> No
     monkeypatch.setenv("CIRCULATE_KEY_FILE", str(tmp_path / "keys" / "pseudonym.key"))
 
 
-def settings_in(root: Path) -> Settings:
+def settings_under(root: Path) -> Settings:
     """Settings with inbox, warehouse, reports and private files all under ``root``."""
-    (root / "inbox").mkdir(parents=True)
     return Settings(
         inbox=root / "inbox",
         warehouse=root / "warehouse" / "circulate.duckdb",
@@ -49,6 +48,12 @@ def settings_in(root: Path) -> Settings:
         private_dir=root / "private",
         key_file=root / "keys" / "pseudonym.key",
     )
+
+
+def settings_in(root: Path) -> Settings:
+    """:func:`settings_under` ``root``, with the inbox folder made."""
+    (root / "inbox").mkdir(parents=True)
+    return settings_under(root)
 
 
 @pytest.fixture

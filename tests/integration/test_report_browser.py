@@ -25,7 +25,7 @@ from circulate import pipeline
 from circulate.generate import generate_scheme
 from circulate.report import ReportResult, render_report
 from circulate.settings import Settings
-from tests.conftest import TEST_KEY
+from tests.conftest import TEST_KEY, settings_under
 from tests.integration.browser import (
     CHROMIUM,
     DESKTOP,
@@ -89,16 +89,6 @@ class Rendered:
     report: ReportResult
 
 
-def _settings(root: Path) -> Settings:
-    return Settings(
-        inbox=root / "inbox",
-        warehouse=root / "warehouse" / "circulate.duckdb",
-        reports=root / "reports",
-        private_dir=root / "private",
-        key_file=root / "keys" / "pseudonym.key",
-    )
-
-
 def _publish_and_render(settings: Settings) -> ReportResult:
     """The nightly stages in process, then the report as the nightly flow renders it."""
     with pytest.MonkeyPatch.context() as env:
@@ -116,7 +106,7 @@ def _publish_and_render(settings: Settings) -> ReportResult:
 @pytest.fixture(scope="module")
 def scheme_report(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rendered]:
     """Half a year of a generated scheme (20,000 transactions), published and rendered."""
-    settings = _settings(tmp_path_factory.mktemp("browser-scheme"))
+    settings = settings_under(tmp_path_factory.mktemp("browser-scheme"))
     generate_scheme(settings.inbox, seed=23, transactions=20_000, days=182, start=date(2025, 1, 1))
     yield Rendered(settings, _publish_and_render(settings))
 
@@ -155,7 +145,7 @@ def _plant_hostile_names(inbox: Path, k: int) -> None:
 @pytest.fixture(scope="module")
 def hostile_report(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rendered]:
     """A two-month scheme whose sector and area names are attacks, published and rendered."""
-    settings = _settings(tmp_path_factory.mktemp("browser-hostile"))
+    settings = settings_under(tmp_path_factory.mktemp("browser-hostile"))
     generate_scheme(settings.inbox, seed=29, transactions=8_000, days=60, start=date(2025, 3, 1))
     _plant_hostile_names(settings.inbox, settings.k_anonymity)
     yield Rendered(settings, _publish_and_render(settings))

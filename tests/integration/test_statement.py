@@ -32,7 +32,7 @@ from circulate.statement.figures import load_statement_figures, period_totals
 from circulate.statement.period import Period
 from circulate.statement.render import render_statement
 from circulate.statement.whatif import whatif
-from tests.conftest import TEST_KEY
+from tests.conftest import TEST_KEY, settings_under
 from tests.integration.browser import CHROMIUM, DESKTOP, PHONE, chromium_available, inspect_report
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -43,16 +43,6 @@ SECOND_QUARTER = Period(dt.date(2025, 4, 1), dt.date(2025, 6, 30))
 @dataclass(frozen=True)
 class Published:
     settings: Settings
-
-
-def settings_under(root: Path) -> Settings:
-    return Settings(
-        inbox=root / "inbox",
-        warehouse=root / "warehouse" / "circulate.duckdb",
-        reports=root / "reports",
-        private_dir=root / "private",
-        key_file=root / "keys" / "pseudonym.key",
-    )
 
 
 def publish(settings: Settings) -> None:
