@@ -182,10 +182,28 @@ def traced_lm3(frame: pd.DataFrame, issuers: set[str]) -> dict[str | None, float
     return {key: (sum(v) / v[0] if v[0] else None) for key, v in totals.items()}
 
 
+def whole_history_end(first_day: pd.Timestamp, last_day: pd.Timestamp) -> pd.Timestamp:
+    """The last day the ``all`` network figures cover, as the pipeline publishes them.
+
+    The end of the latest month the data covers every day of; the last day while no
+    month is complete yet.
+    """
+    month_ends = pd.date_range(first_day, last_day, freq="ME")
+    complete = [end for end in month_ends if end.replace(day=1) >= first_day]
+    return complete[-1] if complete else last_day
+
+
 def business_network(
-    frame: pd.DataFrame, accounts: pd.DataFrame, issuers: set[str]
+    frame: pd.DataFrame,
+    accounts: pd.DataFrame,
+    issuers: set[str],
+    last_export: pd.Timestamp | None = None,
 ) -> list[dict[str, Any]]:
-    """Per month and ``all``: top hub and its PageRank, top-5 share of business receipts."""
+    """Per month and ``all``: top hub and its PageRank, top-5 share of business receipts.
+
+    ``all`` covers the data up to :func:`whole_history_end` (the last export day, when
+    later than the last transaction, counts as covered).
+    """
     business = set(accounts.loc[accounts["account_type"] == "business", "account_id"])
     transfers = frame[
         (frame["kind"] == "transfer")
@@ -198,7 +216,9 @@ def business_network(
     periods: list[tuple[str | None, pd.DataFrame]] = [
         (str(month), part) for month, part in transfers.groupby("month")
     ]
-    periods.append((None, transfers))
+    last = frame["day"].max() if last_export is None else max(frame["day"].max(), last_export)
+    history_end = whole_history_end(frame["day"].min(), last)
+    periods.append((None, transfers[transfers["day"] <= history_end]))
     rows = []
     for month, part in periods:
         edges = part.groupby(["source_id", "target_id"])["pence"].sum()
@@ -248,7 +268,7 @@ def headline_metrics(
     for row in flows:
         row["lm3"] = lm3.get(row["month"])
     lap("fifo_lm3")
-    network = business_network(frame, accounts, issuers)
+    network = business_network(frame, accounts, issuers, last_export_day(scheme))
     lap("business_network")
     return {"rows": len(frame), "circulation": flows, "business_network": network}
 
