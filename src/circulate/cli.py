@@ -54,7 +54,8 @@ def _say(message: str) -> None:
 
 @contextmanager
 def _prefect_api() -> Iterator[Callable[[], None]]:
-    """A Prefect API for the flow: ``PREFECT_API_URL`` when set, else a temporary server.
+    """A Prefect API for the flow: ``PREFECT_API_URL`` when set, else the server a
+    ``circulate serve`` with the same Prefect home runs, else a temporary server.
 
     Yields a function that returns once the API answers: the temporary server starts in
     the background (about 5 s) while the caller imports Prefect and the flow. It dies
@@ -63,9 +64,19 @@ def _prefect_api() -> Iterator[Callable[[], None]]:
     out, also on SIGTERM.
     """
     from circulate.errors import ConfigurationError
-    from circulate.prefect_server import healthy, launch_temporary_server
+    from circulate.prefect_server import healthy, launch_temporary_server, served_api
 
     prepare_prefect_environment()
+    served = (
+        None if os.environ.get("PREFECT_API_URL") else served_api(Path(os.environ["PREFECT_HOME"]))
+    )
+    if served:
+        os.environ["PREFECT_API_URL"] = served  # no temporary server: use the one running
+        try:
+            yield lambda: None
+        finally:
+            del os.environ["PREFECT_API_URL"]
+        return
     api_url = os.environ.get("PREFECT_API_URL")
     if api_url:
         if not healthy(api_url):
@@ -298,7 +309,7 @@ def command_whatif(args: argparse.Namespace) -> int:
 
 
 def command_serve(args: argparse.Namespace) -> int:
-    from circulate.prefect_server import start_local_server
+    from circulate.prefect_server import announce_served_api, start_local_server
     from circulate.settings import Settings
 
     prepare_prefect_environment()
@@ -318,6 +329,8 @@ def command_serve(args: argparse.Namespace) -> int:
         f"serving circulate-nightly/nightly on '{args.cron}' ({args.timezone}) via {api_url}; "
         f"UI: {api_url.removesuffix('/api')}; stop with Ctrl-C"
     )
+    # `circulate run` with the same Prefect home uses this server instead of starting one.
+    announced = announce_served_api(Path(os.environ["PREFECT_HOME"]), api_url)
     try:
         from flows.deploy import serve_nightly
 
@@ -329,6 +342,7 @@ def command_serve(args: argparse.Namespace) -> int:
             reports=settings.reports,
         )
     finally:
+        announced.unlink(missing_ok=True)
         if server is not None:
             server.terminate()
             server.wait(timeout=30)

@@ -83,6 +83,26 @@ def start_local_server(
     )
 
 
+#: The file in ``PREFECT_HOME`` naming the API ``circulate serve`` serves through.
+SERVED_API_FILE = "served-api-url"
+
+
+def announce_served_api(prefect_home: Path, api_url: str) -> Path:
+    """Tell later commands sharing ``prefect_home`` which API ``circulate serve`` uses."""
+    path = prefect_home / SERVED_API_FILE
+    path.write_text(api_url + "\n", encoding="utf-8")
+    return path
+
+
+def served_api(prefect_home: Path) -> str | None:
+    """The API ``circulate serve`` announced in ``prefect_home``, if it answers now."""
+    try:
+        api_url = (prefect_home / SERVED_API_FILE).read_text(encoding="utf-8").strip()
+    except OSError:
+        return None
+    return api_url if api_url and healthy(api_url) else None
+
+
 #: Environment Prefect's own temporary server runs with: no UI, no background services.
 _TEMPORARY_SERVER_ENV = {
     "PREFECT_UI_ENABLED": "0",

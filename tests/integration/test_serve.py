@@ -104,9 +104,33 @@ def test_serve_registers_the_schedule_and_runs_when_triggered(tmp_path: Path) ->
         assert final == "COMPLETED"
         assert (tmp_path / "wh" / "circulate.duckdb").is_file()
         assert (tmp_path / "reports" / "2025-04-10" / "index.html").is_file()
+
+        # `circulate run` with the same Prefect home uses this server: no temporary one.
+        runs_before = _api(f"{api}/flow_runs/count", {})
+        ran = subprocess.run(
+            [
+                str(Path(sys.executable).parent / "circulate"),
+                "run",
+                "--input",
+                "inbox",
+                "--warehouse",
+                "wh/circulate.duckdb",
+                "--reports",
+                "reports",
+            ],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert ran.returncode == 0, ran.stderr[-2000:]
+        assert _api(f"{api}/flow_runs/count", {}) == runs_before + 1
+        assert not (tmp_path / "prefect-home" / "temporary-server.log").exists()
     finally:
         serve.send_signal(signal.SIGTERM)
         _out, err = serve.communicate(timeout=60)
     assert serve.returncode == 0, err.decode()[-2000:]
     with pytest.raises(OSError):
         _api(f"{api}/health")  # the server it started has stopped with it
+    assert not (tmp_path / "prefect-home" / "served-api-url").exists()
