@@ -389,18 +389,22 @@ def command_status(args: argparse.Namespace) -> int:
 
 
 def command_validate(args: argparse.Namespace) -> int:
+    from circulate.ingest.adapters import SCHEME_FILE, load_scheme_map
     from circulate.pipeline import new_run_id
     from circulate.settings import Settings
     from circulate.validate.run import validate_published
     from circulate.validate.store import format_table
 
-    settings = Settings().with_paths(warehouse=args.warehouse)
+    settings = Settings().with_paths(inbox=args.input, warehouse=args.warehouse)
+    scheme = load_scheme_map(settings.inbox) if settings.inbox.is_dir() else None
     reports = validate_published(
         settings.warehouse,
         run_id=new_run_id(),
         thresholds=settings.validation,
         timezone=settings.timezone,
         all_batches=args.all,
+        severities=scheme.validation if scheme else None,
+        severities_source=settings.inbox / SCHEME_FILE,
     )
     for report in reports:
         print(report.summary())
@@ -726,6 +730,12 @@ def build_parser() -> argparse.ArgumentParser:
         "2 critical failures)",
     )
     validate.add_argument("--warehouse", type=Path, help="published DuckDB file")
+    validate.add_argument(
+        "--input",
+        type=Path,
+        help="folder of export files whose scheme.toml [validation] sets severities "
+        "(default data/inbox)",
+    )
     validate.add_argument(
         "--all", action="store_true", help="check every batch, not only the latest"
     )

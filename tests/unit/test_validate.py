@@ -502,6 +502,16 @@ def test_cli_validate_reruns_read_only_and_exits_by_severity(
     assert code == 2
     assert re.search(r"FAILED\s+critical\s+transactions\s+issuance_from_issuer", out)
 
+    # The scheme's own severities apply, as in the nightly run.
+    (published.inbox / "scheme.toml").write_text(
+        '[validation]\nissuance_from_issuer = "warning"\nissuer_kind_consistent = "warning"\n',
+        encoding="utf-8",
+    )
+    code = main(["validate", "--warehouse", str(tampered), "--input", str(published.inbox)])
+    out = capsys.readouterr().out
+    assert re.search(r"FAILED\s+warning\s+transactions\s+issuance_from_issuer", out)
+    assert code == (2 if re.search(r"FAILED\s+critical", out) else 1)
+
 
 def test_a_night_with_only_a_new_accounts_file_validates_an_empty_batch(
     published: Settings,

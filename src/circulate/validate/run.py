@@ -291,11 +291,14 @@ def validate_published(
     thresholds: ValidationThresholds,
     timezone: str,
     all_batches: bool = False,
+    severities: Mapping[str, str] | None = None,
+    severities_source: Path | None = None,
 ) -> list[ValidationReport]:
     """Re-run the suites read-only on a published warehouse (nothing is stored).
 
     The latest batch (or every batch, oldest first, with ``all_batches``) gets the batch
-    suites; the SQL assertions run once, with the last report.
+    suites, with the scheme's ``severities`` as the nightly run applies them; the SQL
+    assertions run once, with the last report.
     """
     from circulate.analyst import open_published
     from circulate.warehouse.runner import default_sql_dir
@@ -318,6 +321,8 @@ def validate_published(
                 thresholds=thresholds,
                 timezone=timezone,
                 sql_dir=default_sql_dir() if batch == chosen[-1] else None,
+                severities=severities,
+                severities_source=severities_source,
             )
             for batch in chosen
         ]
