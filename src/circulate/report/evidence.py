@@ -135,11 +135,7 @@ def load_evidence(con: duckdb.DuckDBPyConnection, as_of: dt.date, k: int) -> Evi
         if report_month and table_exists(con, "marts.risk_flags")
         else pl.DataFrame()
     )
-    thresholds = (
-        query_frame(con, "select * from marts.impact_thresholds")
-        if table_exists(con, "marts.impact_thresholds")
-        else pl.DataFrame()
-    )
+    thresholds = impact_thresholds(con)
     return Evidence(
         report_month=report_month,
         report_month_complete=complete,
@@ -211,6 +207,13 @@ def _hide_revealing(scorecard: pl.DataFrame, trends: pl.DataFrame, k: int) -> pl
         .otherwise(pl.col("status"))
         .alias("status"),
     )
+
+
+def impact_thresholds(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
+    """The public-value thresholds in force (``marts.impact_thresholds``; empty without)."""
+    if not table_exists(con, "marts.impact_thresholds"):
+        return pl.DataFrame()
+    return query_frame(con, "select * from marts.impact_thresholds")
 
 
 def _trends(con: duckdb.DuckDBPyConnection, as_of: dt.date, k: int) -> pl.DataFrame:

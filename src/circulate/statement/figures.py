@@ -392,11 +392,7 @@ def load_statement_figures(
     previous = period.previous()
     trends = evidence._trends(con, period.end, k)
     months = trends.filter(pl.col("month").is_in(period.months()))
-    thresholds = (
-        query_frame(con, "select * from marts.impact_thresholds")
-        if table_exists(con, "marts.impact_thresholds")
-        else pl.DataFrame()
-    )
+    thresholds = evidence.impact_thresholds(con)
     return StatementFigures(
         period=period,
         previous=previous,
