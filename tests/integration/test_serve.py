@@ -38,6 +38,21 @@ def _api(url: str, payload: dict[str, Any] | None = None) -> Any:
         return json.loads(response.read())
 
 
+def _circulate(command: str, *extra: str) -> list[str]:
+    """The command line of ``circulate COMMAND`` on the test's inbox, warehouse and reports."""
+    return [
+        str(Path(sys.executable).parent / "circulate"),
+        command,
+        *extra,
+        "--input",
+        "inbox",
+        "--warehouse",
+        "wh/circulate.duckdb",
+        "--reports",
+        "reports",
+    ]
+
+
 def _wait_for(what: str, probe: Any, timeout: float) -> Any:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -57,18 +72,7 @@ def test_serve_registers_the_schedule_and_runs_when_triggered(tmp_path: Path) ->
     env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
     env["PREFECT_HOME"] = str(tmp_path / "prefect-home")
     serve = subprocess.Popen(
-        [
-            str(Path(sys.executable).parent / "circulate"),
-            "serve",
-            "--port",
-            str(port),
-            "--input",
-            "inbox",
-            "--warehouse",
-            "wh/circulate.duckdb",
-            "--reports",
-            "reports",
-        ],
+        _circulate("serve", "--port", str(port)),
         cwd=tmp_path,
         env=env,
         stdout=subprocess.DEVNULL,
@@ -108,16 +112,7 @@ def test_serve_registers_the_schedule_and_runs_when_triggered(tmp_path: Path) ->
         # `circulate run` with the same Prefect home uses this server: no temporary one.
         runs_before = _api(f"{api}/flow_runs/count", {})
         ran = subprocess.run(
-            [
-                str(Path(sys.executable).parent / "circulate"),
-                "run",
-                "--input",
-                "inbox",
-                "--warehouse",
-                "wh/circulate.duckdb",
-                "--reports",
-                "reports",
-            ],
+            _circulate("run"),
             cwd=tmp_path,
             env=env,
             capture_output=True,

@@ -450,8 +450,8 @@ def test_participation_hides_the_tiny_hand_ledger(
     assert rows == [("all", "all", None, None, True)]
 
 
-def test_stored_trace_state_round_trips_and_refuses_another_ledger(settings: Settings) -> None:
-    """The state read back is the state replayed; a changed ledger or table reads as none."""
+def _built_hand_ledger(settings: Settings) -> Path:
+    """The hand ledger's exports and its issuer, built (not published)."""
     for name, rows in HAND_EXPORTS.items():
         write_export(settings, name, rows)
     write_csv(
@@ -459,7 +459,12 @@ def test_stored_trace_state_round_trips_and_refuses_another_ledger(settings: Set
         ("account_id", "account_type", "sector", "area", "joined_at"),
         [("ISSUER", "issuer", "", "", "2024-12-01")],
     )
-    con = connect(build(settings))
+    return build(settings)
+
+
+def test_stored_trace_state_round_trips_and_refuses_another_ledger(settings: Settings) -> None:
+    """The state read back is the state replayed; a changed ledger or table reads as none."""
+    con = connect(_built_hand_ledger(settings))
     try:
         ledger = load_ledger(con)
         stored = read_checkpoint(con, ledger)
@@ -488,14 +493,7 @@ def test_stored_trace_state_of_another_tracer_is_refused(
 ) -> None:
     """Lots stored by a tracer with other code (such as another order of a payment's
     pieces) may sit in another order: the digest of the tracer's source refuses them."""
-    for name, rows in HAND_EXPORTS.items():
-        write_export(settings, name, rows)
-    write_csv(
-        settings.inbox / "accounts.csv",
-        ("account_id", "account_type", "sector", "area", "joined_at"),
-        [("ISSUER", "issuer", "", "", "2024-12-01")],
-    )
-    con = connect(build(settings))
+    con = connect(_built_hand_ledger(settings))
     try:
         ledger = load_ledger(con)
         assert read_checkpoint(con, ledger) is not None
