@@ -116,11 +116,10 @@ def _run_flow(
 
     settings = Settings().with_paths(inbox=inbox, warehouse=warehouse, reports=reports)
     with run_lock(pipeline.lock_path(settings)), _prefect_api() as wait_for_api:
-        # While the temporary server starts (5-10 s): Prefect and the flow, and Great
-        # Expectations (about 5 s), which the night's validation would otherwise import.
+        # Prefect and the flow are imported while the temporary server starts (5-10 s).
+        # Great Expectations is not: validation imports it only for a night with an
+        # unexpected row (circulate.validate.suites).
         from flows.nightly import nightly, send_pending_logs
-
-        import circulate.validate.run  # noqa: F401
 
         if not debug:
             from circulate.terminal import quiet_console_logs

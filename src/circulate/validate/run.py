@@ -1,5 +1,9 @@
 """Run the batch suites (Great Expectations) and the SQL assertions; store every result.
 
+Great Expectations runs the suites when a plain count (see :mod:`circulate.validate.suites`)
+finds an unexpected row; a night on which every count is zero passes every check without
+importing it, with the same stored results.
+
 ``validate_batch`` returns a :class:`ValidationReport`; the pipeline stores it in
 ``audit.validation_results`` of the build and, when a critical check failed, also in a
 JSON file beside the warehouse (the build is then abandoned, so the warehouse never holds
@@ -15,17 +19,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import duckdb
-import great_expectations as gx
 import pandas as pd
-from great_expectations.core.expectation_validation_result import (
-    ExpectationSuiteValidationResult,
-    ExpectationValidationResult,
-)
-from great_expectations.data_context.types.base import ProgressBarsConfig
-from great_expectations.expectations.expectation import Expectation
 
 from circulate.errors import InputError
 from circulate.settings import ValidationThresholds
@@ -34,11 +31,20 @@ from circulate.validate.frames import BatchFrames, load_frames
 from circulate.validate.store import Severity, ValidationReport, ValidationResult
 from circulate.validate.suites import Check, batch_checks
 
+if TYPE_CHECKING:
+    from great_expectations.core.expectation_validation_result import (
+        ExpectationValidationResult,
+    )
+    from great_expectations.expectations.expectation import Expectation
+
 SAMPLE_ROWS = 5
 _UNITS = {"schema": "columns", "days": "days", "export_days": "days"}
 
 
 def _context() -> Any:
+    import great_expectations as gx
+    from great_expectations.data_context.types.base import ProgressBarsConfig
+
     context = gx.get_context(mode="ephemeral")
     # Progress bars would write to the nightly run's log for every suite.
     context.variables.progress_bars = ProgressBarsConfig(globally=False)
@@ -84,20 +90,27 @@ def _result_of(
     frames: BatchFrames,
     outcome: ExpectationValidationResult | None,
     base: dict[str, Any],
+    plain_count: int | None,
 ) -> ValidationResult:
+    """The stored result of ``check``: from Great Expectations' ``outcome``, or, when
+    Great Expectations did not run (``outcome`` None), passed with the plain count 0."""
     frame = frames.frames[check.frame]
+    result: dict[str, Any] = {"unexpected_count": 0}
     if outcome is None:
-        raise RuntimeError(f"Great Expectations returned no result for {check.name}")
-    info = outcome.exception_info or {}
-    if info.get("raised_exception"):
-        return ValidationResult(
-            **base,
-            status="failed",
-            observed_value=f"expectation could not run: {info.get('exception_message')}",
-            unexpected_count=None,
-            unexpected_sample="[]",
-        )
-    result = outcome.result or {}
+        if plain_count != 0:
+            raise RuntimeError(f"Great Expectations returned no result for {check.name}")
+        success = True
+    else:
+        info = outcome.exception_info or {}
+        if info.get("raised_exception"):
+            return ValidationResult(
+                **base,
+                status="failed",
+                observed_value=f"expectation could not run: {info.get('exception_message')}",
+                unexpected_count=None,
+                unexpected_sample="[]",
+            )
+        success, result = bool(outcome.success), dict(outcome.result or {})
     unexpected = int(result.get("unexpected_count") or 0)
     flagged = frames.flagged_counts.get(check.name)
     if flagged is not None and flagged != unexpected:
@@ -108,24 +121,27 @@ def _result_of(
             f"finds {unexpected:,} among the flagged rows; make the SQL condition match "
             "the expectation exactly"
         )
+    if plain_count is not None and plain_count != unexpected:
+        # A night whose plain counts are all zero skips Great Expectations: they must agree.
+        raise RuntimeError(
+            f"Check {check.name}: Great Expectations finds {unexpected:,} unexpected row(s) "
+            f"of batch {base['batch_id']} but Expected.unexpected_count in "
+            f"circulate/validate/suites.py counts {plain_count:,}; make the plain count "
+            "apply the expectation's rule exactly"
+        )
     element = frames.row_counts.get(check.frame, len(frame))
     observed = _observed(check.frame, element, result)
     if check.frame == "files":
-        column = (
-            str(outcome.expectation_config.kwargs.get("column"))
-            if outcome.expectation_config
-            else ""
-        )
-        observed = _single_row_value(frame, column)
-        index: Sequence[Any] = [] if outcome.success else [0]
+        observed = _single_row_value(frame, str(check.expected.arguments["column"]))
+        index: Sequence[Any] = [] if success else [0]
     else:
         index = result.get("partial_unexpected_index_list") or []
     return ValidationResult(
         **base,
-        status="passed" if outcome.success else "failed",
+        status="passed" if success else "failed",
         observed_value=observed,
         unexpected_count=unexpected,
-        unexpected_sample="[]" if outcome.success else _sample(frame, check.sample_columns, index),
+        unexpected_sample="[]" if success else _sample(frame, check.sample_columns, index),
     )
 
 
@@ -138,27 +154,16 @@ def _alike(first: Expectation, second: Expectation) -> bool:
     )
 
 
-def run_checks(
-    frames: BatchFrames,
-    checks: Sequence[Check],
-    *,
-    run_id: str,
-    batch_id: str,
-    now: datetime | None = None,
-) -> list[ValidationResult]:
-    """Run ``checks`` on ``frames`` with Great Expectations, one suite per frame.
+def _run_great_expectations(
+    frames: BatchFrames, to_run: Sequence[Check]
+) -> dict[str, ExpectationValidationResult]:
+    """Each check's outcome in Great Expectations, one suite per frame."""
+    import great_expectations as gx
 
-    A check whose condition is not met (no accounts file, not enough history) is
-    recorded as ``skipped`` with the reason, never silently dropped. When ``frames``
-    holds only the flagged transactions, each such check's count must equal DuckDB's
-    (``frames.flagged_counts``) and its row total is the batch's (``frames.row_counts``).
-    """
-    now = now or datetime.now(UTC)
     context = _context()
     source = context.data_sources.add_pandas("batch")
     outcomes: dict[str, ExpectationValidationResult] = {}
     twins: dict[str, str] = {}
-    to_run = [c for c in checks if c.needs is None or c.needs not in frames.skip_reasons]
     for frame_name in dict.fromkeys(c.frame for c in to_run):
         frame = frames.frames[frame_name]
         suite = context.suites.add(gx.ExpectationSuite(name=frame_name))
@@ -180,7 +185,7 @@ def run_checks(
         batch = asset.add_batch_definition_whole_dataframe(frame_name).get_batch(
             batch_parameters={"dataframe": frame}
         )
-        validated: ExpectationSuiteValidationResult = batch.validate(
+        validated = batch.validate(
             suite, result_format={"result_format": "SUMMARY", "partial_unexpected_count": 20}
         )
         for outcome in validated.results:
@@ -189,6 +194,35 @@ def run_checks(
                 outcomes[str(config.meta["check"])] = outcome
     for check_name, twin in twins.items():
         outcomes[check_name] = outcomes[twin]
+    return outcomes
+
+
+def run_checks(
+    frames: BatchFrames,
+    checks: Sequence[Check],
+    *,
+    run_id: str,
+    batch_id: str,
+    now: datetime | None = None,
+    great_expectations: bool | None = None,
+) -> list[ValidationResult]:
+    """Run ``checks`` on ``frames``; store-ready results in the order of ``checks``.
+
+    A check whose condition is not met (no accounts file, not enough history) is
+    recorded as ``skipped`` with the reason, never silently dropped. When ``frames``
+    holds only the flagged transactions, each such check's count must equal DuckDB's
+    (``frames.flagged_counts``) and its row total is the batch's (``frames.row_counts``).
+
+    ``great_expectations``: ``None`` runs the suites in Great Expectations only when a
+    plain count finds an unexpected row (or cannot count); ``True`` always, ``False``
+    never (then every plain count must be zero).
+    """
+    now = now or datetime.now(UTC)
+    to_run = [c for c in checks if c.needs is None or c.needs not in frames.skip_reasons]
+    plain = {c.name: c.expected.unexpected_count(frames.frames[c.frame]) for c in to_run}
+    if great_expectations is None:
+        great_expectations = any(count != 0 for count in plain.values())
+    outcomes = _run_great_expectations(frames, to_run) if great_expectations else {}
     results = []
     for check in checks:
         base: dict[str, Any] = {
@@ -211,7 +245,10 @@ def run_checks(
                 )
             )
             continue
-        results.append(_result_of(check, frames, outcomes.get(check.name), base))
+        outcome = outcomes.get(check.name)
+        if great_expectations and outcome is None:
+            raise RuntimeError(f"Great Expectations returned no result for {check.name}")
+        results.append(_result_of(check, frames, outcome, base, plain[check.name]))
     return results
 
 

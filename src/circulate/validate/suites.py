@@ -22,35 +22,28 @@ conditions on the whole batch in one pass and hands Great Expectations only the 
 least one of them flags, in batch order; the expectation then sees every row it would
 count as unexpected, in the same order, so its count, examples and sample are those of the
 whole batch. The run compares each count with DuckDB's and stops on any disagreement.
+
+Importing Great Expectations takes about 3 s, more than validating a town's night. So each
+expectation is stated as data (:class:`Expected`) and also counted plainly on its frame
+(:meth:`Expected.unexpected_count`, the same comparison on the same pandas frame). When
+every count is zero, as on most nights, every check passed and Great Expectations is not
+imported; when one is not, the suites run in Great Expectations, whose results are the
+ones stored, and each of its counts must equal the plain one.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
-from great_expectations.expectations.core.expect_column_pair_values_to_be_equal import (
-    ExpectColumnPairValuesToBeEqual,
-)
-from great_expectations.expectations.core.expect_column_values_to_be_between import (
-    ExpectColumnValuesToBeBetween,
-)
-from great_expectations.expectations.core.expect_column_values_to_be_in_set import (
-    ExpectColumnValuesToBeInSet,
-)
-from great_expectations.expectations.core.expect_column_values_to_be_null import (
-    ExpectColumnValuesToBeNull,
-)
-from great_expectations.expectations.core.expect_column_values_to_be_unique import (
-    ExpectColumnValuesToBeUnique,
-)
-from great_expectations.expectations.core.expect_column_values_to_not_be_null import (
-    ExpectColumnValuesToNotBeNull,
-)
-from great_expectations.expectations.expectation import Expectation
+import pandas as pd
 
 from circulate.settings import ValidationThresholds
 from circulate.validate.store import Severity
+
+if TYPE_CHECKING:
+    from great_expectations.expectations.expectation import Expectation
 
 KINDS = ("issuance", "transfer", "redemption", "fee", "reversal")
 
@@ -80,6 +73,101 @@ TRANSACTION_SAMPLE = (
 )
 
 
+@dataclass(frozen=True, init=False)
+class Expected:
+    """A Great Expectations column expectation as data: its class and arguments.
+
+    Only the expectations the suites use are known here, each with the rule Great
+    Expectations applies on a pandas frame: nulls are left out of every column check but
+    ``not_null`` and ``null``, and bounds are inclusive unless ``strict_min``/``strict_max``.
+
+    Examples
+    --------
+    >>> frame = pd.DataFrame({"amount": [5.0, 0.0, None, -1.0], "id": ["a", "b", "a", None]})
+    >>> Expected("ExpectColumnValuesToBeBetween", column="amount", min_value=0,
+    ...          strict_min=True).unexpected_count(frame)
+    2
+    >>> Expected("ExpectColumnValuesToBeUnique", column="id").unexpected_count(frame)
+    2
+    >>> Expected("ExpectColumnValuesToNotBeNull", column="amount").unexpected_count(frame)
+    1
+    """
+
+    name: str
+    arguments: Mapping[str, Any] = field(default_factory=dict)
+
+    def __init__(self, name: str, **arguments: Any) -> None:
+        if name not in _UNEXPECTED:
+            raise ValueError(f"{name} has no plain count: add it to _UNEXPECTED")
+        object.__setattr__(self, "name", name)
+        object.__setattr__(self, "arguments", arguments)
+
+    def build(self) -> Expectation:
+        """The Great Expectations expectation (imports Great Expectations)."""
+        import great_expectations.expectations as gxe
+
+        expectation: Expectation = getattr(gxe, self.name)(**self.arguments)
+        return expectation
+
+    def unexpected_count(self, frame: pd.DataFrame) -> int | None:
+        """Rows of ``frame`` the expectation counts as unexpected; ``None`` when the plain
+        count cannot say (a column missing, values that do not compare): Great
+        Expectations then decides."""
+        try:
+            return int(_UNEXPECTED[self.name](frame, **self.arguments).sum())
+        except (KeyError, TypeError, ValueError):
+            return None
+
+
+def _between(
+    frame: pd.DataFrame,
+    column: str,
+    min_value: float | None = None,
+    max_value: float | None = None,
+    strict_min: bool = False,
+    strict_max: bool = False,
+) -> pd.Series:
+    values = frame[column]
+    present = values.dropna()
+    inside = pd.Series(True, index=present.index)
+    if min_value is not None:
+        inside &= present > min_value if strict_min else present >= min_value
+    if max_value is not None:
+        inside &= present < max_value if strict_max else present <= max_value
+    return ~inside
+
+
+def _in_set(frame: pd.DataFrame, column: str, value_set: list[Any]) -> pd.Series:
+    present = frame[column].dropna()
+    return ~present.isin(value_set)
+
+
+def _unique(frame: pd.DataFrame, column: str) -> pd.Series:
+    present = frame[column].dropna()
+    return present.duplicated(keep=False)
+
+
+def _pair_equal(
+    frame: pd.DataFrame,
+    column_A: str,  # noqa: N803 (Great Expectations' argument names)
+    column_B: str,  # noqa: N803
+    ignore_row_if: str,
+) -> pd.Series:
+    if ignore_row_if != "neither":
+        raise ValueError(f"ignore_row_if={ignore_row_if!r} has no plain count")
+    return ~(frame[column_A] == frame[column_B])
+
+
+_UNEXPECTED: dict[str, Any] = {
+    "ExpectColumnValuesToBeBetween": _between,
+    "ExpectColumnValuesToBeInSet": _in_set,
+    "ExpectColumnValuesToBeUnique": _unique,
+    "ExpectColumnValuesToNotBeNull": lambda frame, column: frame[column].isna(),
+    "ExpectColumnValuesToBeNull": lambda frame, column: frame[column].notna(),
+    "ExpectColumnPairValuesToBeEqual": _pair_equal,
+}
+
+
 @dataclass(frozen=True)
 class Check:
     """One expectation with its severity.
@@ -92,8 +180,8 @@ class Check:
         Which frame (suite) it runs on.
     severity
         ``critical`` blocks publishing, ``warning`` publishes and flags.
-    make
-        Builds the Great Expectations expectation.
+    expected
+        The Great Expectations expectation, as data (:meth:`make` builds it).
     description
         What is expected, in words.
     fix
@@ -112,12 +200,16 @@ class Check:
     name: str
     frame: str
     severity: Severity
-    make: Callable[[], Expectation]
+    expected: Expected
     description: str
     fix: str
     sample_columns: tuple[str, ...] = ()
     needs: str | None = None
     unexpected_rows_sql: str | None = None
+
+    def make(self) -> Expectation:
+        """The Great Expectations expectation (imports Great Expectations)."""
+        return self.expected.build()
 
 
 def _not_null(column: str) -> Check:
@@ -125,7 +217,7 @@ def _not_null(column: str) -> Check:
         name=f"{column}_not_null",
         frame="transactions",
         severity="critical",
-        make=lambda: ExpectColumnValuesToNotBeNull(column=column),
+        expected=Expected("ExpectColumnValuesToNotBeNull", column=column),
         description=f"every loaded row has a {column}",
         fix="ingestion should have quarantined such rows: check the ingest code and re-run",
         sample_columns=TRANSACTION_SAMPLE,
@@ -172,8 +264,11 @@ def batch_checks(thresholds: ValidationThresholds) -> list[Check]:
             name="contract_column_types",
             frame="schema",
             severity="critical",
-            make=lambda: ExpectColumnPairValuesToBeEqual(
-                column_A="expected_type", column_B="actual_type", ignore_row_if="neither"
+            expected=Expected(
+                "ExpectColumnPairValuesToBeEqual",
+                column_A="expected_type",
+                column_B="actual_type",
+                ignore_row_if="neither",
             ),
             description="raw.transactions has every contract column with its contract type",
             fix="the warehouse schema drifted from DESIGN §3: restore the column types",
@@ -187,8 +282,8 @@ def batch_checks(thresholds: ValidationThresholds) -> list[Check]:
             name="amount_positive",
             frame="transactions",
             severity="critical",
-            make=lambda: ExpectColumnValuesToBeBetween(
-                column="amount", min_value=0, strict_min=True
+            expected=Expected(
+                "ExpectColumnValuesToBeBetween", column="amount", min_value=0, strict_min=True
             ),
             description="every amount is greater than zero",
             fix="ingestion should have quarantined non-positive amounts: check the ingest code",
@@ -199,7 +294,9 @@ def batch_checks(thresholds: ValidationThresholds) -> list[Check]:
             name="amount_below_ceiling",
             frame="transactions",
             severity="warning",
-            make=lambda: ExpectColumnValuesToBeBetween(column="amount", max_value=t.amount_ceiling),
+            expected=Expected(
+                "ExpectColumnValuesToBeBetween", column="amount", max_value=t.amount_ceiling
+            ),
             description=f"every amount is at most {t.amount_ceiling:,.2f}",
             fix="confirm these payments with the scheme, or raise "
             "CIRCULATE_VALIDATION_AMOUNT_CEILING if such payments are normal",
@@ -210,7 +307,7 @@ def batch_checks(thresholds: ValidationThresholds) -> list[Check]:
             name="kind_allowed",
             frame="transactions",
             severity="critical",
-            make=lambda: ExpectColumnValuesToBeInSet(column="kind", value_set=list(KINDS)),
+            expected=Expected("ExpectColumnValuesToBeInSet", column="kind", value_set=list(KINDS)),
             description=f"kind is one of {', '.join(KINDS)}",
             fix="ingestion should have quarantined unknown kinds: check the ingest code",
             sample_columns=(*TRANSACTION_SAMPLE, "kind"),
@@ -220,7 +317,7 @@ def batch_checks(thresholds: ValidationThresholds) -> list[Check]:
             name="txn_id_unique",
             frame="transactions",
             severity="critical",
-            make=lambda: ExpectColumnValuesToBeUnique(column="txn_id"),
+            expected=Expected("ExpectColumnValuesToBeUnique", column="txn_id"),
             description="no txn_id is loaded twice in the batch",
             fix="ingestion should have kept one copy: check the ingest code and re-run",
             sample_columns=TRANSACTION_SAMPLE,
@@ -230,8 +327,11 @@ def batch_checks(thresholds: ValidationThresholds) -> list[Check]:
             name="occurred_within_export_day",
             frame="transactions",
             severity="warning",
-            make=lambda: ExpectColumnValuesToBeBetween(
-                column="hours_outside_export_day", min_value=0, max_value=t.day_tolerance_hours
+            expected=Expected(
+                "ExpectColumnValuesToBeBetween",
+                column="hours_outside_export_day",
+                min_value=0,
+                max_value=t.day_tolerance_hours,
             ),
             description="every timestamp lies in its file's local day, give or take "
             f"{t.day_tolerance_hours:g} h",
@@ -244,7 +344,7 @@ def batch_checks(thresholds: ValidationThresholds) -> list[Check]:
             name="source_account_known",
             frame="transactions",
             severity="warning",
-            make=lambda: ExpectColumnValuesToNotBeNull(column="source_account_type"),
+            expected=Expected("ExpectColumnValuesToNotBeNull", column="source_account_type"),
             description="every paying account is listed in the accounts file",
             fix="send an up-to-date accounts.csv; until then these accounts count as unknown",
             sample_columns=TRANSACTION_SAMPLE,
@@ -255,7 +355,7 @@ def batch_checks(thresholds: ValidationThresholds) -> list[Check]:
             name="target_account_known",
             frame="transactions",
             severity="warning",
-            make=lambda: ExpectColumnValuesToNotBeNull(column="target_account_type"),
+            expected=Expected("ExpectColumnValuesToNotBeNull", column="target_account_type"),
             description="every paid account is listed in the accounts file",
             fix="send an up-to-date accounts.csv; until then these accounts count as unknown",
             sample_columns=TRANSACTION_SAMPLE,
@@ -266,8 +366,8 @@ def batch_checks(thresholds: ValidationThresholds) -> list[Check]:
             name="issuance_from_issuer",
             frame="transactions",
             severity="critical",
-            make=lambda: ExpectColumnValuesToBeInSet(
-                column="issuance_from_issuer", value_set=[True]
+            expected=Expected(
+                "ExpectColumnValuesToBeInSet", column="issuance_from_issuer", value_set=[True]
             ),
             description="every issuance comes from an issuer account of the accounts file",
             fix="a member cannot create money: correct the export or the account's type",
@@ -279,7 +379,9 @@ def batch_checks(thresholds: ValidationThresholds) -> list[Check]:
             name="outflow_to_issuer",
             frame="transactions",
             severity="critical",
-            make=lambda: ExpectColumnValuesToBeInSet(column="outflow_to_issuer", value_set=[True]),
+            expected=Expected(
+                "ExpectColumnValuesToBeInSet", column="outflow_to_issuer", value_set=[True]
+            ),
             description="every redemption and fee goes to an issuer account",
             fix="money leaves circulation only through the issuer: correct the export or "
             "the account's type in accounts.csv",
@@ -294,7 +396,7 @@ def batch_checks(thresholds: ValidationThresholds) -> list[Check]:
             # No accounts file needed: the issuers are the warehouse's own set (listed, or
             # issuing, redeeming or taking fees anywhere in the ledger), the set whose
             # balances sql/tests/account_balances_sum_to_supply.sql leaves out.
-            make=lambda: ExpectColumnValuesToBeNull(column="issuer_role_problem"),
+            expected=Expected("ExpectColumnValuesToBeNull", column="issuer_role_problem"),
             description="money passes between an issuer account and a member only as an "
             "issuance (to the member) or a redemption or fee (to the issuer); issuer accounts "
             "are those listed as issuer in accounts.csv or issuing money or taking a "
@@ -310,7 +412,9 @@ def batch_checks(thresholds: ValidationThresholds) -> list[Check]:
             name="payer_never_overdrawn",
             frame="transactions",
             severity="critical",
-            make=lambda: ExpectColumnValuesToBeBetween(column="payer_lowest_balance", min_value=0),
+            expected=Expected(
+                "ExpectColumnValuesToBeBetween", column="payer_lowest_balance", min_value=0
+            ),
             description="no member pays more than they hold, replaying the whole ledger in "
             "time order (payer_lowest_balance: the payer's lowest balance from the payment "
             "up to their next payment in the batch, so a late payment that overdraws a later "
@@ -326,7 +430,9 @@ def batch_checks(thresholds: ValidationThresholds) -> list[Check]:
             # An unreadable file is rejected whole and the others still publish (issue 4):
             # flag it loudly rather than hold back every good file of the night.
             severity="warning",
-            make=lambda: ExpectColumnValuesToBeBetween(column="files_unusable", max_value=0),
+            expected=Expected(
+                "ExpectColumnValuesToBeBetween", column="files_unusable", max_value=0
+            ),
             description="every input file of the batch was read and had the required columns",
             fix="see audit.files.message for the file and send a corrected export",
             sample_columns=("files", "files_unusable", "unusable_files"),
@@ -335,8 +441,10 @@ def batch_checks(thresholds: ValidationThresholds) -> list[Check]:
             name="quarantine_share_warning",
             frame="files",
             severity="warning",
-            make=lambda: ExpectColumnValuesToBeBetween(
-                column="quarantine_share", max_value=t.quarantine_warning
+            expected=Expected(
+                "ExpectColumnValuesToBeBetween",
+                column="quarantine_share",
+                max_value=t.quarantine_warning,
             ),
             description=f"at most {t.quarantine_warning:.1%} of input rows quarantined",
             fix="see audit.quarantine for the reasons and ask the scheme for corrected rows",
@@ -346,8 +454,10 @@ def batch_checks(thresholds: ValidationThresholds) -> list[Check]:
             name="quarantine_share_critical",
             frame="files",
             severity="critical",
-            make=lambda: ExpectColumnValuesToBeBetween(
-                column="quarantine_share", max_value=t.quarantine_critical
+            expected=Expected(
+                "ExpectColumnValuesToBeBetween",
+                column="quarantine_share",
+                max_value=t.quarantine_critical,
             ),
             description=f"at most {t.quarantine_critical:.1%} of input rows quarantined",
             fix="too much of the export is unusable to publish: see audit.quarantine for the "
@@ -358,7 +468,7 @@ def batch_checks(thresholds: ValidationThresholds) -> list[Check]:
             name="no_conflicting_resends",
             frame="files",
             severity="critical",
-            make=lambda: ExpectColumnValuesToBeBetween(column="conflicts", max_value=0),
+            expected=Expected("ExpectColumnValuesToBeBetween", column="conflicts", max_value=0),
             description="no txn_id arrives again with different content",
             fix="the source system changed a booked transaction: ask the scheme which version "
             "is right, then replace the older file's row and re-run",
@@ -368,8 +478,10 @@ def batch_checks(thresholds: ValidationThresholds) -> list[Check]:
             name="duplicate_share",
             frame="files",
             severity="warning",
-            make=lambda: ExpectColumnValuesToBeBetween(
-                column="duplicate_share", max_value=t.duplicate_warning
+            expected=Expected(
+                "ExpectColumnValuesToBeBetween",
+                column="duplicate_share",
+                max_value=t.duplicate_warning,
             ),
             description=f"at most {t.duplicate_warning:.1%} of input rows are identical re-sends",
             fix="harmless for the figures (each re-send is loaded once) but the export job "
@@ -380,8 +492,11 @@ def batch_checks(thresholds: ValidationThresholds) -> list[Check]:
             name="row_count_within_band",
             frame="days",
             severity="warning",
-            make=lambda: ExpectColumnValuesToBeBetween(
-                column="row_ratio", min_value=band_low, max_value=band_high
+            expected=Expected(
+                "ExpectColumnValuesToBeBetween",
+                column="row_ratio",
+                min_value=band_low,
+                max_value=band_high,
             ),
             description=f"each day's row count is within {t.band_factor:g}× of the median "
             f"of the same weekday in the trailing {t.history_days} days",
@@ -393,8 +508,11 @@ def batch_checks(thresholds: ValidationThresholds) -> list[Check]:
             name="volume_within_band",
             frame="days",
             severity="warning",
-            make=lambda: ExpectColumnValuesToBeBetween(
-                column="volume_ratio", min_value=band_low, max_value=band_high
+            expected=Expected(
+                "ExpectColumnValuesToBeBetween",
+                column="volume_ratio",
+                min_value=band_low,
+                max_value=band_high,
             ),
             description=f"each day's transfer volume is within {t.band_factor:g}× of the "
             f"median of the same weekday in the trailing {t.history_days} days (issuance and "
@@ -407,7 +525,7 @@ def batch_checks(thresholds: ValidationThresholds) -> list[Check]:
             name="export_day_present",
             frame="export_days",
             severity="critical",
-            make=lambda: ExpectColumnValuesToBeBetween(column="files", min_value=1),
+            expected=Expected("ExpectColumnValuesToBeBetween", column="files", min_value=1),
             description="an export file exists for every day from the first export to the "
             "batch's last one",
             fix="a day's export is missing: ask the scheme for it (a day without payments "
