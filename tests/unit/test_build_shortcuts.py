@@ -435,7 +435,8 @@ def test_whole_history_network_is_recomputed_at_month_close_only(
 ) -> None:
     """The whole-history network rows are those of the latest complete month: a night
     analyses the whole-history graph only when a month closes or an entry lands in a
-    closed month, and the nights' tables equal `circulate run --full` on the same files."""
+    closed month. Five nights across two month closes and a late entry into a closed
+    month leave every built table equal to `circulate run --full` on the same files."""
     whole_history_graphs: list[str] = []  # scopes of each whole-history graph built
     graph = Ledger.graph
 
@@ -482,6 +483,25 @@ def test_whole_history_network_is_recomputed_at_month_close_only(
 
     assert set(whole_history_graphs) == {"member", "business"}, "nothing was reused"
     _same_tables(nightly, kept, NETWORK_TABLES)
+    # Every built table, not only the network's: the nights equal the rebuild.
+    _same_tables(nightly, kept, _every_built_table(nightly))
+
+
+#: Columns that say how a table was built rather than what it holds.
+HOW_BUILT = {"intermediate.trace_checkpoint": TRACED["intermediate.trace_checkpoint"]}
+
+
+def _every_built_table(settings: Settings) -> dict[str, str]:
+    """Every table of the built layers (staging, intermediate, marts), all columns but
+    those of ``HOW_BUILT``."""
+    tables = _rows(
+        settings,
+        "select schema_name || '.' || table_name from duckdb_tables() "
+        "where schema_name in ('staging', 'intermediate', 'marts') order by 1",
+    )
+    names = {str(table) for (table,) in tables}
+    assert {"marts.circulation_metrics", "intermediate.issuance_reach"} <= names
+    return {str(table): HOW_BUILT.get(str(table), "*") for (table,) in tables}
 
 
 def test_a_closed_month_without_transfers_gives_an_empty_whole_history(tmp_path: Path) -> None:
