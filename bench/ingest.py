@@ -48,7 +48,7 @@ def main() -> int:
 
     with tempfile.TemporaryDirectory(prefix="bench-ingest-") as tmp:
         work = Path(tmp)
-        inbox = linked_inbox(scheme, work / "inbox", leave_out_last=False)
+        inbox = linked_inbox(scheme, work / "inbox")
         settings = Settings(
             inbox=inbox,
             warehouse=work / "warehouse" / "circulate.duckdb",

@@ -6,8 +6,10 @@ size and seed under ``bench/cache``), then in one run measures:
 - the floor: one DuckDB scan of the export files with a group-by of count and volume
   by kind (best of three) — the least any pipeline over these files can do here;
 - a full rebuild: every stage of the nightly run into a fresh warehouse, peak RSS;
-- an incremental night: the same warehouse holding all days but the last, then a run
-  that adds the last day's file;
+- two incremental nights on a warehouse holding all days but the last two: a mid-month
+  night adds the day before last (the scheme's last month stays open), then a month-close
+  night adds the last day, which completes that month (whole-history network figures are
+  recomputed as of its end);
 - the naive baseline (``bench/naive.py``): the headline metrics with pandas, networkx
   and a plain-Python FIFO on the same files. It computes far less than the pipeline
   (no validation, no warehouse, a handful of marts), so the ratio flatters it. With
@@ -16,7 +18,7 @@ size and seed under ``bench/cache``), then in one run measures:
 - the money tracer: numba kernel against the pure-Python FIFO on the same ledger
   (``bench/bench_tracer.py``);
 - for the small sizes of ``--cli-night-sizes`` (default 100,000: a town's year), one new
-  day through the real ``circulate run`` as an operator runs it, wall time from the
+  mid-month day through the real ``circulate run`` as an operator runs it, wall time from the
   command's start to its exit: standalone (it starts its own temporary Prefect server)
   and through a Prefect server that is already running (``PREFECT_API_URL``). At town
   scale fixed costs (imports, the server, rendering) weigh as much as the data.
@@ -128,17 +130,16 @@ def _run_stages(inbox: Path, warehouse: Path) -> dict[str, Any]:
 
 
 def linked_inbox(
-    source: Path, target: Path, *, leave_out_last: bool, days: int | None = None
+    source: Path, target: Path, *, leave_out: int = 0, days: int | None = None
 ) -> Path:
-    """An inbox of hard links to the scheme's files: all days, all but the last, or the
-    first ``days``."""
+    """An inbox of hard links to the scheme's files: all days, all but the last
+    ``leave_out``, or the first ``days``."""
     shutil.rmtree(target, ignore_errors=True)
     (target / "exports").mkdir(parents=True)
     for name in ("accounts.csv", "areas.csv"):
         os.link(source / name, target / name)
     exports = sorted((source / "exports").glob("*.csv"))
-    if leave_out_last:
-        exports = exports[:-1]
+    exports = exports[: len(exports) - leave_out]
     for path in exports[:days]:
         os.link(path, target / "exports" / path.name)
     return target
@@ -159,7 +160,7 @@ def _naive(scheme: Path, size: int, work: Path, max_transactions: int | None) ->
     folder = scheme
     if max_transactions is not None and size > max_transactions:
         keep = max(1, len(days) * max_transactions // size)
-        folder = linked_inbox(scheme, work / "naive-prefix", leave_out_last=False, days=keep)
+        folder = linked_inbox(scheme, work / "naive-prefix", days=keep)
     out = _child_json(
         [str(BENCH_DIR / "naive.py"), str(folder), "--timezone", truth["parameters"]["timezone"]]
     )
@@ -188,14 +189,16 @@ def measure(
     floor = _floor(scheme)
     shutil.rmtree(work, ignore_errors=True)
     full = _run_stages(
-        linked_inbox(scheme, work / "inbox-full", leave_out_last=False),
+        linked_inbox(scheme, work / "inbox-full"),
         work / "full" / "circulate.duckdb",
     )
-    inbox = linked_inbox(scheme, work / "inbox-incremental", leave_out_last=True)
+    inbox = linked_inbox(scheme, work / "inbox-incremental", leave_out=2)
     _run_stages(inbox, work / "incremental" / "circulate.duckdb")
-    last = sorted((scheme / "exports").glob("*.csv"))[-1]
-    os.link(last, inbox / "exports" / last.name)
+    before_last, last = sorted((scheme / "exports").glob("*.csv"))[-2:]
+    os.link(before_last, inbox / "exports" / before_last.name)
     incremental = _run_stages(inbox, work / "incremental" / "circulate.duckdb")
+    os.link(last, inbox / "exports" / last.name)
+    month_close = _run_stages(inbox, work / "incremental" / "circulate.duckdb")
     naive = _naive(scheme, size, work, naive_max_transactions)
     traced = (
         _child_json([str(BENCH_DIR / "bench_tracer.py"), "--scheme", str(scheme), "--json"])
@@ -205,6 +208,7 @@ def measure(
     stage_names = ("start", "ingest", "validate", "build", "check", "publish", "export")
     full_total = sum(full.get(s, 0.0) for s in stage_names)
     incremental_total = sum(incremental.get(s, 0.0) for s in stage_names)
+    month_close_total = sum(month_close.get(s, 0.0) for s in stage_names)
     shutil.rmtree(work, ignore_errors=True)
     return {
         "transactions": size,
@@ -214,10 +218,13 @@ def measure(
         "ingest_rows_per_second": round(full["rows_loaded"] / full["ingest"]),
         "incremental": incremental,
         "incremental_seconds": round(incremental_total, 3),
+        "month_close": month_close,
+        "month_close_seconds": round(month_close_total, 3),
         "naive": naive,
         "tracer": traced,
         "ratio_full_vs_floor": round(full_total / floor, 2),
         "ratio_incremental_vs_full": round(incremental_total / full_total, 3),
+        "ratio_month_close_vs_full": round(month_close_total / full_total, 3),
         "ratio_naive_vs_full": round(naive["seconds_at_full_size"] / full_total, 2),
         "tracer_speedup": traced["speedup"] if traced else None,
         "peak_rss_mib": full["peak_rss_mib"],
@@ -228,9 +235,10 @@ def measure(
 
 
 def measure_cli_night(size: int, seed: int, cache: Path, work: Path) -> dict[str, Any]:
-    """Wall time of ``circulate run`` adding the last day, standalone and with a server.
+    """Wall time of ``circulate run`` adding a mid-month day, standalone and with a server.
 
-    Both runs start from the same warehouse of every day but the last, each with a cache
+    Both runs start from the same warehouse of every day but the last two and add the day
+    before last (the scheme's last month stays open), each with a cache
     folder of its own holding only the report's JavaScript bundle, as on any machine after
     its first night: no chart drawn by the other run is reused.
     """
@@ -239,11 +247,11 @@ def measure_cli_night(size: int, seed: int, cache: Path, work: Path) -> dict[str
 
     scheme = scheme_folder(size, seed, cache)
     shutil.rmtree(work, ignore_errors=True)
-    inbox = linked_inbox(scheme, work / "inbox", leave_out_last=True)
+    inbox = linked_inbox(scheme, work / "inbox", leave_out=2)
     base = work / "base" / "circulate.duckdb"
     _run_stages(inbox, base)
-    last = sorted((scheme / "exports").glob("*.csv"))[-1]
-    os.link(last, inbox / "exports" / last.name)
+    before_last = sorted((scheme / "exports").glob("*.csv"))[-2]
+    os.link(before_last, inbox / "exports" / before_last.name)
     env = dict(
         os.environ,
         CIRCULATE_PSEUDONYM_KEY=KEY,
@@ -304,7 +312,7 @@ def cli_markdown(nights: list[dict[str, Any]]) -> list[str]:
     if not nights:
         return []
     lines = [
-        "| transactions | one new day, `circulate run` standalone (s) "
+        "| transactions | one new mid-month day, `circulate run` standalone (s) "
         "| through a running Prefect server (s) | load |",
         "|---:|---:|---:|---:|",
     ]
@@ -320,8 +328,9 @@ def markdown(results: list[dict[str, Any]]) -> str:
     """Stage timings, then the ratios, as two markdown tables (and notes)."""
     lines = [
         "| transactions | floor (s) | full rebuild (s) | ingest (CPU s) | ingest rows/s "
-        "| validate | build | check | peak RSS (MiB) | incremental night (s) |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| validate | build | check | peak RSS (MiB) | mid-month night (s) "
+        "| month-close night (s) |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in results:
         f = r["full"]
@@ -330,13 +339,14 @@ def markdown(results: list[dict[str, Any]]) -> str:
             f"| {f['ingest']:.1f} ({f['cpu_seconds']['ingest']:.1f}) "
             f"| {r['ingest_rows_per_second']:,} | {f['validate']:.1f} "
             f"| {f['build']:.1f} | {f['check']:.1f} | {f['peak_rss_mib']:,.0f} "
-            f"| {r['incremental_seconds']:.1f} |"
+            f"| {r['incremental_seconds']:.1f} | {r['month_close_seconds']:.1f} |"
         )
     lines += [
         "",
         "| transactions | pipeline ÷ floor | naive pandas+networkx (s) | naive ÷ pipeline "
-        "| tracer: Python ÷ numba | incremental ÷ full | peak RSS (MiB) |",
-        "|---:|---:|---:|---:|---:|---:|---:|",
+        "| tracer: Python ÷ numba | mid-month night ÷ full | month-close night ÷ full "
+        "| peak RSS (MiB) |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     notes = []
     for r in results:
@@ -352,7 +362,8 @@ def markdown(results: list[dict[str, Any]]) -> str:
         lines.append(
             f"| {r['transactions']:,} | {r['ratio_full_vs_floor']:.1f}× | {naive_seconds} "
             f"| {r['ratio_naive_vs_full']:.2f}× | {speedup} "
-            f"| {r['ratio_incremental_vs_full']:.0%} | {r['peak_rss_mib']:,.0f} |"
+            f"| {r['ratio_incremental_vs_full']:.0%} | {r['ratio_month_close_vs_full']:.0%} "
+            f"| {r['peak_rss_mib']:,.0f} |"
         )
     slowest = _model_table(results)
     lines += ["", *slowest] if slowest else []
@@ -360,19 +371,23 @@ def markdown(results: list[dict[str, Any]]) -> str:
 
 
 def _model_table(results: list[dict[str, Any]], top: int = 8) -> list[str]:
-    """The build's slowest models at the largest size, full rebuild and incremental night."""
+    """The build's slowest models at the largest size: full rebuild and the two nights."""
     largest = max(results, key=lambda r: int(r["transactions"]))
     full = largest["full"].get("models", {})
     incremental = largest["incremental"].get("models", {})
+    month_close = largest["month_close"].get("models", {})
     if not full:
         return []
     lines = [
         f"| slowest models at {largest['transactions']:,} | full rebuild (s) "
-        "| incremental night (s) |",
-        "|---|---:|---:|",
+        "| mid-month night (s) | month-close night (s) |",
+        "|---|---:|---:|---:|",
     ]
     for table in sorted(full, key=lambda t: -full[t])[:top]:
-        lines.append(f"| {table} | {full[table]:.1f} | {incremental.get(table, 0.0):.1f} |")
+        lines.append(
+            f"| {table} | {full[table]:.1f} | {incremental.get(table, 0.0):.1f} "
+            f"| {month_close.get(table, 0.0):.1f} |"
+        )
     return lines
 
 
@@ -390,7 +405,7 @@ def main() -> int:
     parser.add_argument(
         "--cli-night-sizes",
         default="100000",
-        help="sizes whose last day is also run through `circulate run` ('' for none)",
+        help="sizes whose day before last is also run through `circulate run` ('' for none)",
     )
     parser.add_argument(
         "--out", type=Path, default=BENCH_DIR / "results" / f"{date.today():%Y-%m-%d}.json"
@@ -423,7 +438,7 @@ def main() -> int:
     if args.merge and out.exists():
         measured = {r["transactions"] for r in results}
         earlier = json.loads(out.read_text()).get("results", [])
-        kept = [r for r in earlier if r["transactions"] not in measured and "naive" in r]
+        kept = [r for r in earlier if r["transactions"] not in measured and "month_close" in r]
         results = sorted(kept + results, key=lambda r: int(r["transactions"]))
     payload = {
         "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
