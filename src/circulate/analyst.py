@@ -83,7 +83,19 @@ def _csv_safe(value: Any) -> Any:
 
 
 def data_dictionary(con: duckdb.DuckDBPyConnection) -> str:
-    """Markdown describing every published table and column (from DuckDB's catalogue)."""
+    """Markdown describing every published table and column (from DuckDB's catalogue).
+
+    Each table also names the file that defines it, linked relative to ``docs/``, and how
+    the nightly run refreshes it (:func:`~circulate.warehouse.provenance.table_provenance`).
+
+    Raises
+    ------
+    InputError
+        When the warehouse holds a table circulate does not define.
+    """
+    from circulate.warehouse.provenance import table_provenance
+
+    provenance = table_provenance()
     tables = con.execute(
         """
         select schema_name, table_name, coalesce(comment, '') as comment
@@ -102,13 +114,30 @@ def data_dictionary(con: duckdb.DuckDBPyConnection) -> str:
         "steps in between, `audit` for runs, files and quarantine, `raw` for loaded rows.",
         "Account ids everywhere are keyed pseudonyms. Money is in units of the local",
         "currency; days are calendar days in the scheme's timezone.",
+        "Under each table: the file that defines it and, as Refreshed, what a nightly run",
+        "does to it (a night without new exports publishes nothing). Whole-history network",
+        "figures are as of the end of the last complete month (`as_of_day`);",
+        "`circulate run --full` recomputes every built table from the loaded rows.",
     ]
     current_schema = ""
     for schema, table, comment in tables:
         if schema != current_schema:
             lines += ["", f"## {schema}"]
             current_schema = schema
+        known = provenance.get(f"{schema}.{table}")
+        if known is None:
+            raise InputError(
+                f"The warehouse holds {schema}.{table}, which this version of circulate does "
+                "not define, so the data dictionary cannot say where it comes from. A "
+                "staging, intermediate or marts table left by an earlier version goes with "
+                "`circulate run --full`; a table new in the code needs a refresh rule "
+                "(PythonModel.refresh, or PERSISTENT_REFRESH in circulate/warehouse/schema.py)."
+            )
         lines += ["", f"### {schema}.{table}", ""]
+        lines += [
+            f"Defined in [{known.defined_in}](../{known.defined_in}) · Refreshed: {known.refresh}.",
+            "",
+        ]
         if comment:
             lines += [comment, ""]
         lines += ["| column | type | description |", "|---|---|---|"]

@@ -3,14 +3,26 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
+import duckdb
 import pytest
 
 from circulate.analyst import data_dictionary, open_published, query, status
 from circulate.errors import InputError
 from circulate.pipeline import run_log_path
 from circulate.settings import Settings
+from circulate.warehouse.provenance import table_provenance
+from circulate.warehouse.runner import default_sql_dir, discover_models
+
+REPOSITORY = Path(__file__).parents[2]
+# The line under each table heading: its defining file, linked from docs/, and its refresh.
+PROVENANCE_LINE = re.compile(
+    r"^### (?P<table>\S+)\n\nDefined in \[(?P<path>[^]]+)\]\(\.\./(?P<link>[^)]+)\) · "
+    r"Refreshed: (?P<refresh>.+)\.$",
+    re.MULTILINE,
+)
 
 MONTHLY = "select month, transfer_volume, transfer_count from marts.monthly_circulation"
 
@@ -52,6 +64,45 @@ def test_data_dictionary_lists_marts_with_descriptions(published: Settings) -> N
     assert text.index("## marts") < text.index("## audit")
 
 
+def test_every_table_of_a_built_warehouse_has_a_provenance(published: Settings) -> None:
+    con = open_published(published.warehouse)
+    tables = {
+        f"{schema}.{table}"
+        for schema, table in con.execute(
+            "select schema_name, table_name from duckdb_tables() where schema_name in "
+            "('marts', 'intermediate', 'staging', 'audit', 'raw')"
+        ).fetchall()
+    }
+    # Both ways: a rule for a table no build makes would be a misspelt name.
+    assert set(table_provenance()) == tables
+
+
+def test_data_dictionary_says_where_each_table_comes_from(published: Settings) -> None:
+    con = open_published(published.warehouse)
+    text = data_dictionary(con)
+    found = {m["table"]: m for m in PROVENANCE_LINE.finditer(text)}
+    assert set(found) == set(re.findall(r"^### (\S+)$", text, re.MULTILINE))
+    for table, line in found.items():
+        assert line["link"] == line["path"], table
+        assert (REPOSITORY / line["path"]).is_file(), f"{table}: {line['path']} is missing"
+    appended = [m.table for m in discover_models(default_sql_dir()) if m.appends_from]
+    assert appended, "the ledger's staging and intermediate tables append by batch"
+    for table in appended:
+        assert found[table]["path"] == f"sql/{table.replace('.', '/')}.sql"
+        assert found[table]["refresh"].startswith("appended per load batch"), table
+    assert found["marts.daily_circulation"]["refresh"] == "rebuilt every night"
+    assert found["marts.network_nodes"]["path"] == "src/circulate/metrics/network.py"
+    assert "when a month closes" in found["marts.network_nodes"]["refresh"]
+    assert "from decisions.jsonl" in found["audit.decisions"]["refresh"]
+
+
+def test_data_dictionary_refuses_a_table_it_cannot_place() -> None:
+    con = duckdb.connect()
+    con.execute("create schema marts; create table marts.left_behind (n integer)")
+    with pytest.raises(InputError, match=r"marts\.left_behind"):
+        data_dictionary(con)
+
+
 def test_status_shows_runs_and_row_counts(published: Settings) -> None:
     text = status(published.warehouse, run_log_path(published))
     assert "marts.daily_circulation: 3 rows" in text
@@ -68,7 +119,7 @@ def test_data_dictionary_in_docs_is_current(published: Settings) -> None:
     """
     con = open_published(published.warehouse)
     expected = data_dictionary(con)
-    committed = (Path(__file__).parents[2] / "docs" / "data-dictionary.md").read_text()
+    committed = (REPOSITORY / "docs" / "data-dictionary.md").read_text()
     assert committed == expected, "docs/data-dictionary.md is stale: run `circulate docs`"
 
 

@@ -11,6 +11,7 @@ import pytest
 
 from circulate.errors import ConfigurationError
 from circulate.warehouse.runner import (
+    REBUILT_NIGHTLY,
     PythonModel,
     default_sql_dir,
     discover_models,
@@ -117,7 +118,12 @@ def test_python_model_runs_between_what_it_reads_and_what_reads_it(project: Path
         con.executemany("insert into intermediate.squares values (?)", [[v * v] for v in values])
 
     squares = PythonModel(
-        "intermediate", "squares", frozenset({"staging.numbers"}), build_squares, "Squares."
+        "intermediate",
+        "squares",
+        frozenset({"staging.numbers"}),
+        build_squares,
+        "Squares.",
+        REBUILT_NIGHTLY,
     )
     _write(project, "marts/c_sum_of_squares.sql", "select sum(n2) as s from intermediate.squares")
     con = duckdb.connect()
@@ -139,6 +145,7 @@ def test_one_python_build_can_make_several_tables(project: Path) -> None:
         frozenset({"staging.numbers"}),
         build_pair,
         "Odd numbers.",
+        REBUILT_NIGHTLY,
         also_builds={"intermediate.evens": "Even numbers."},
     )
     # Reads only the table built "on the side": it must still run after the model.
@@ -156,6 +163,37 @@ def test_one_python_build_can_make_several_tables(project: Path) -> None:
     assert comments == {"odds": "Odd numbers.", "evens": "Even numbers."}
     with pytest.raises(ConfigurationError, match=r"intermediate\.odds is built both"):
         discover_models(project, [pair, pair])
+
+
+def test_python_model_states_a_refresh_for_each_table() -> None:
+    def build_nothing(con: duckdb.DuckDBPyConnection, parameters: Mapping[str, Any]) -> None:
+        """Stands in for a build that makes both tables."""
+
+    pair = PythonModel(
+        "intermediate",
+        "odds",
+        frozenset(),
+        build_nothing,
+        "Odd numbers.",
+        "reused while unchanged",
+        also_builds={"intermediate.evens": "Even numbers.", "intermediate.all": "All."},
+        refresh_by_table={"intermediate.evens": REBUILT_NIGHTLY},
+    )
+    assert pair.refreshes == {
+        "intermediate.odds": "reused while unchanged",
+        "intermediate.evens": REBUILT_NIGHTLY,
+        "intermediate.all": "reused while unchanged",
+    }
+    with pytest.raises(ConfigurationError, match=r"intermediate\.primes"):
+        PythonModel(
+            "intermediate",
+            "odds",
+            frozenset(),
+            build_nothing,
+            "Odd numbers.",
+            REBUILT_NIGHTLY,
+            refresh_by_table={"intermediate.primes": REBUILT_NIGHTLY},
+        )
 
 
 @pytest.fixture

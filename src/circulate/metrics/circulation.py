@@ -43,7 +43,7 @@ from circulate.metrics.tracing import (
     trace,
     weighted_median_from_bins,
 )
-from circulate.warehouse.runner import PythonModel, write_frame
+from circulate.warehouse.runner import REBUILT_NIGHTLY, PythonModel, write_frame
 
 __all__ = [
     "BOOTSTRAP_REPLICATES",
@@ -369,6 +369,22 @@ def build_traced_tables(con: duckdb.DuckDBPyConnection, parameters: Mapping[str,
     _write_circulation_intervals(con, result)
 
 
+# When build_traced_tables resumes the stored trace and when it replays from the start
+# (trace_checkpoint.read_checkpoint); a resumed replay equals a replay from the start.
+_TRACED_REFRESH = (
+    "rewritten every night from the money trace, which resumes from the state the previous "
+    "night stored (intermediate.trace_checkpoint) with the night's new entries, and replays "
+    "from the first entry when the night is no continuation (an entry sorting before the "
+    "last one traced, a changed or rebuilt load batch of staging.transactions, changed "
+    "issuer accounts, a new tracer version) and on `circulate run --full`; the figures are "
+    "the same either way"
+)
+_CHECKPOINT_REFRESH = (
+    "replaced every night by the state the night's money trace stopped in, for the next "
+    "night to resume from (when a night replays from the first entry instead: see "
+    "intermediate.issuance_reach)"
+)
+
 MODELS = [
     PythonModel(
         "intermediate",
@@ -378,6 +394,7 @@ MODELS = [
         "One row per issuance, its money traced FIFO through the whole history: amount, "
         "reach_t = amount that made at least t transfers (t = 1..4), hop_amount = sum of "
         "amount x hops, and how much ended redeemed, as fees or is still held.",
+        _TRACED_REFRESH,
         also_builds={
             "intermediate.money_trajectories": (
                 "Traced (FIFO) money by local day of its issuance, end state (redeemed, fee, "
@@ -399,6 +416,11 @@ MODELS = [
                 "resampling days."
             ),
             **DESCRIPTIONS,
+        },
+        refresh_by_table={
+            # Markov chains are estimated from the whole ledger, not from the trace.
+            "intermediate.markov_multipliers": REBUILT_NIGHTLY,
+            **dict.fromkeys(DESCRIPTIONS, _CHECKPOINT_REFRESH),
         },
     ),
 ]

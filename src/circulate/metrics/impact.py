@@ -33,7 +33,7 @@ import polars as pl
 
 from circulate.errors import ConfigurationError
 from circulate.metrics.network_flows import k_anonymity
-from circulate.warehouse.runner import PythonModel, write_frame
+from circulate.warehouse.runner import REBUILT_NIGHTLY, PythonModel, write_frame
 
 __all__ = [
     "FLAG_KEYS",
@@ -1281,6 +1281,7 @@ MODELS: Final[list[PythonModel]] = [
         "indicator's definition, value, change on the previous month, thresholds, status "
         "(creating value, watch, destroying value, no data) and one plain sentence. Run-state "
         "indicators (data checks, freshness, run success) sit on the latest complete month.",
+        REBUILT_NIGHTLY,
         also_builds={
             "marts.risk_flags": (
                 "Value-destruction risk checks per complete month: whether each flag is "

@@ -60,7 +60,7 @@ from circulate.metrics.network_graph import (
     strengths,
     summarise,
 )
-from circulate.warehouse.runner import PythonModel, write_frame
+from circulate.warehouse.runner import REBUILT_NIGHTLY, PythonModel, write_frame
 
 __all__ = [
     "MODELS",
@@ -518,6 +518,22 @@ SUMMARY_DESCRIPTION = (
     "touching the top hub (top 5 hubs) by weighted PageRank."
 )
 
+# How build_network_tables reuses the previous snapshot (see the module docstring).
+NODES_REFRESH = (
+    "whole history as of as_of_day (the end of the latest complete month), recomputed when "
+    "a month closes or the graph of a closed month changes (a late or corrected entry, an "
+    "account turning business or not, new network code or igraph) and otherwise taken from "
+    "the previous snapshot, the accounts' attributes joined anew; recomputed every night "
+    "until the first month closes, and on `circulate run --full`"
+)
+SUMMARY_REFRESH = (
+    "a month's rows recomputed when that month's trade graph changed (the open month's, "
+    "on a night that adds transfers to it) and otherwise taken from the previous snapshot; "
+    "the whole-history rows as of as_of_day, refreshed as marts.network_nodes (recomputed "
+    "when a month closes or the graph of a closed month changes); everything recomputed "
+    "on `circulate run --full`"
+)
+
 
 def build_network_tables(con: duckdb.DuckDBPyConnection, parameters: Mapping[str, Any]) -> None:
     """Load the transfer graph once; write ``marts.network_nodes`` and ``network_summary``.
@@ -584,6 +600,7 @@ MODELS = [
         READS,
         build_network_tables,
         NODES_DESCRIPTION,
+        NODES_REFRESH,
         also_builds={
             "marts.network_summary": SUMMARY_DESCRIPTION,
             FINGERPRINTS: (
@@ -592,6 +609,10 @@ MODELS = [
                 "whole-history rows of network_summary and network_nodes come from; a build "
                 "takes rows from the previous snapshot while their digest is unchanged."
             ),
+        },
+        refresh_by_table={
+            "marts.network_summary": SUMMARY_REFRESH,
+            FINGERPRINTS: REBUILT_NIGHTLY,
         },
     ),
 ]

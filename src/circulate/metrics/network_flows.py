@@ -29,7 +29,7 @@ import polars as pl
 
 from circulate.errors import ConfigurationError
 from circulate.settings import MINIMUM_K_ANONYMITY
-from circulate.warehouse.runner import PythonModel
+from circulate.warehouse.runner import REBUILT_NIGHTLY, PythonModel
 
 __all__ = ["MODELS", "complementary_suppression", "k_anonymity", "primary_suppression"]
 
@@ -228,6 +228,14 @@ MODELS = [
         READS,
         build_sector_flows,
         _DESCRIPTION.format(what="sector (account type when no sector)"),
+        REBUILT_NIGHTLY,
     ),
-    PythonModel("marts", "area_flows", READS, build_area_flows, _DESCRIPTION.format(what="area")),
+    PythonModel(
+        "marts",
+        "area_flows",
+        READS,
+        build_area_flows,
+        _DESCRIPTION.format(what="area"),
+        REBUILT_NIGHTLY,
+    ),
 ]

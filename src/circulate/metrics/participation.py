@@ -25,7 +25,7 @@ import duckdb
 import polars as pl
 
 from circulate.metrics.network_flows import k_anonymity
-from circulate.warehouse.runner import PythonModel, write_frame
+from circulate.warehouse.runner import REBUILT_NIGHTLY, PythonModel, write_frame
 
 __all__ = ["FREQUENT_TRANSFERS", "MEASURES", "MODELS", "suppress"]
 
@@ -175,5 +175,6 @@ MODELS = [
         "(first transfer ever), churned (active last month, not this). Groups with fewer than "
         "k accounts and counts between 1 and k-1 are hidden (null, suppressed = true), with "
         "complementary suppression so totals cannot reveal a hidden count.",
+        REBUILT_NIGHTLY,
     )
 ]

@@ -14,6 +14,9 @@ lines starting with ``@``, which are directives to the runner:
     it depends on changed (its SQL, parameters and the other tables it reads, digested).
     Otherwise it is rebuilt from every batch. ``audit.appended_batches`` records which
     batches each such table holds.
+
+Every other model is rebuilt whole at every build. Each model states how its tables are
+refreshed (``refresh``), in words the data dictionary prints.
 """
 
 from __future__ import annotations
@@ -51,6 +54,8 @@ SAMPLE_ROWS = 5
 #: (``<warehouse>.tmp``) instead.
 BUILD_MEMORY_LIMIT = "2GiB"
 _MEMORY_SIZE = re.compile(r"^\d+(\.\d+)?\s*([KMGT]i?B|bytes)$")
+#: The refresh of a table the build creates anew from its inputs every night.
+REBUILT_NIGHTLY = "rebuilt every night"
 
 
 def default_sql_dir() -> Path:
@@ -126,6 +131,21 @@ class Model:
             )
         return source
 
+    @property
+    def refresh(self) -> str:
+        """How a build refreshes the table (see the module docstring), in plain words."""
+        source = self.appends_from
+        if source is None:
+            return REBUILT_NIGHTLY
+        # What _model_digest covers: a change to any of it rebuilds the table whole.
+        other_tables = sorted(self.reads_any - {source})
+        *others, last = ["its SQL", "its parameters", "DuckDB's version", *other_tables]
+        return (
+            f"appended per load batch of {source} (rebuilt whole when a batch it holds "
+            f"changes its row count, when {', '.join(others)} or {last} change, and on "
+            "`circulate run --full`)"
+        )
+
 
 @dataclass(frozen=True)
 class PythonModel:
@@ -140,9 +160,23 @@ class PythonModel:
     reads: frozenset[str]
     build: Callable[[duckdb.DuckDBPyConnection, Mapping[str, Any]], None]
     description: str
+    #: How a nightly build refreshes the tables, in plain words for the data dictionary:
+    #: :data:`REBUILT_NIGHTLY`, or what ``build`` reuses from the previous snapshot and
+    #: when it recomputes. Required, because only the build function knows.
+    refresh: str
     #: Further tables the same ``build`` creates (table -> description), for work that
     #: feeds several tables from one expensive computation, such as one trace of money.
     also_builds: Mapping[str, str] = field(default_factory=dict)
+    #: The refresh of those of ``also_builds`` that are refreshed otherwise than ``refresh``.
+    refresh_by_table: Mapping[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        unknown = sorted(self.refresh_by_table.keys() - self.also_builds.keys())
+        if unknown:
+            raise ConfigurationError(
+                f"{self.table}: refresh_by_table names {unknown}, which are not among the "
+                f"tables it also builds ({sorted(self.also_builds)})."
+            )
 
     @property
     def table(self) -> str:
@@ -152,6 +186,11 @@ class PythonModel:
     def tables(self) -> dict[str, str]:
         """Every table this model builds, with its description."""
         return {self.table: self.description, **self.also_builds}
+
+    @property
+    def refreshes(self) -> dict[str, str]:
+        """Every table this model builds, with how a build refreshes it."""
+        return {table: self.refresh_by_table.get(table, self.refresh) for table in self.tables}
 
     @property
     def depends_on(self) -> set[str]:
@@ -303,7 +342,9 @@ def _create(con: duckdb.DuckDBPyConnection, model: Model, bound: Mapping[str, An
     con.execute(f"create or replace table {model.table} as (\n{_strip(model.sql)}\n)", bound)
 
 
-_APPENDED_BATCHES = """
+#: The batches each append-by-batch table holds (how it is refreshed: see
+#: :data:`circulate.warehouse.schema.PERSISTENT_REFRESH`).
+APPENDED_BATCHES_DDL = """
 create schema if not exists audit;
 create table if not exists audit.appended_batches (
     table_name varchar not null,
@@ -326,7 +367,7 @@ def _append_or_create(
     digests: Mapping[str, str],
 ) -> str:
     """Build an append-by-batch model: add the new batches, or rebuild; return its digest."""
-    con.execute(_APPENDED_BATCHES)
+    con.execute(APPENDED_BATCHES_DDL)
     bound = _bind(model.sql, {**parameters, NEW_BATCHES: []}, model.path)
     digest = _model_digest(con, model, source, bound, digests)
     # Table names come from the project's own model files, never from data.

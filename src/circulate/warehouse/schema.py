@@ -155,6 +155,42 @@ from audit.files
 where status in ('rejected', 'quarantined');
 """
 
+#: How each table that accumulates across runs is written, as the data dictionary says
+#: under "Refreshed". These tables are created above, except ``audit.appended_batches``
+#: (:data:`circulate.warehouse.runner.APPENDED_BATCHES_DDL`). Nothing here is rebuilt:
+#: ``circulate run --full`` keeps them (it only empties ``audit.appended_batches``).
+PERSISTENT_REFRESH = {
+    "raw.transactions": "appended at ingest, one load batch per run",
+    "raw.accounts": (
+        "updated at ingest: an accounts file replaces the rows of the accounts it lists "
+        "and adds the accounts that are new"
+    ),
+    "raw.areas": (
+        "updated at ingest: an areas file replaces the rows of the areas it lists and adds "
+        "the areas that are new"
+    ),
+    "audit.files": (
+        "appended at ingest, one row per file in the inbox that the table does not list "
+        "yet (a changed file, by sha256, is a new row; set-aside files too)"
+    ),
+    "audit.quarantine": "appended at ingest, one row per line a run quarantines",
+    "audit.runs": (
+        "appended at every publish: the publishing run and the runs logged in runs.jsonl "
+        "since the previous publish (failed, or with nothing new)"
+    ),
+    "audit.validation_results": (
+        "appended at every publish: the checks of the run's load batch and the warehouse "
+        "assertions (a blocked run's results are kept in validation/<run_id>.json beside "
+        "the warehouse instead)"
+    ),
+    "audit.decisions": "replaced whole at every publish from decisions.jsonl",
+    "audit.pulls": "replaced whole at every publish from pulls.jsonl",
+    "audit.appended_batches": (
+        "updated at every build: one row per load batch an append-by-batch table gains, "
+        "its rows replaced when that table is rebuilt whole; emptied by `circulate run --full`"
+    ),
+}
+
 
 def ensure_persistent_tables(con: duckdb.DuckDBPyConnection) -> None:
     """Create the layer schemas and the raw and audit tables when they are missing."""
