@@ -16,7 +16,9 @@ def python_models() -> list[PythonModel]:
     from circulate.metrics import network, network_flows
 
     models.extend(network.MODELS + network_flows.MODELS)
-    from circulate.metrics import circulation, impact, participation
+    from circulate.metrics import balance_checkpoint, circulation, impact, participation
 
-    models.extend(circulation.MODELS + participation.MODELS + impact.MODELS)
+    models.extend(
+        circulation.MODELS + participation.MODELS + impact.MODELS + balance_checkpoint.MODELS
+    )
     return models
