@@ -82,6 +82,41 @@ def _csv_safe(value: Any) -> Any:
     return value
 
 
+#: Whole-history member-network figures ``circulate metrics`` shows beside circulation's.
+NETWORK_HEADLINE = (
+    "as_of_day",
+    "nodes",
+    "edges",
+    "weighted_reciprocity",
+    "giant_scc_volume_share",
+    "communities",
+    "modularity",
+    "fragility_top1",
+    "fragility_top5",
+)
+
+
+def whole_history_network(con: duckdb.DuckDBPyConnection) -> dict[str, Any]:
+    """The member network's whole-history figures, keys prefixed ``network_``, JSON-ready.
+
+    They are as of ``network_as_of_day``, the end of the latest complete month, not the
+    last loaded day. Empty when the warehouse has no whole-history network row.
+    """
+    try:
+        rows = con.execute(
+            f"select {', '.join(NETWORK_HEADLINE)} from marts.network_summary "  # noqa: S608
+            "where scope = 'member' and period_kind = 'all'"
+        ).fetchall()
+    except duckdb.CatalogException:
+        return {}
+    if not rows:
+        return {}
+    return {
+        f"network_{name}": _jsonable(value)
+        for name, value in zip(NETWORK_HEADLINE, rows[0], strict=True)
+    }
+
+
 def data_dictionary(con: duckdb.DuckDBPyConnection) -> str:
     """Markdown describing every published table and column (from DuckDB's catalogue).
 

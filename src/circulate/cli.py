@@ -414,13 +414,17 @@ def command_validate(args: argparse.Namespace) -> int:
 def command_metrics(args: argparse.Namespace) -> int:
     import json
 
-    from circulate.analyst import open_published
+    from circulate.analyst import open_published, whole_history_network
     from circulate.metrics.circulation import read_metrics
     from circulate.settings import Settings
 
     con = open_published(args.warehouse or Settings().warehouse)
     try:
         rows = read_metrics(con, args.period or "all", args.policy)
+        if rows and not args.period:
+            # The whole history's network figures are as of the end of the latest
+            # complete month (network_as_of_day), not of period_end.
+            rows[0].update(whole_history_network(con))
     finally:
         con.close()
     if args.json:
@@ -772,7 +776,9 @@ def build_parser() -> argparse.ArgumentParser:
     metrics.add_argument(
         "--period",
         choices=("day", "week", "month"),
-        help="one entry per period (a JSON list) instead of the whole history",
+        help="one entry per period (a JSON list) instead of the whole history (which "
+        "adds the member network's whole-history figures, as of network_as_of_day: the "
+        "end of the latest complete month)",
     )
     metrics.add_argument(
         "--policy",

@@ -61,6 +61,10 @@ def test_metrics_json_whole_history_and_by_day(warehouse: Path, tmp_path: Path) 
     assert whole["mean_holding_days"] == pytest.approx(24_534_000 / 355 / 86_400)
     assert whole["velocity"] == pytest.approx(750 / 425)
     assert whole["leakage"] == pytest.approx(90 / 190)
+    # No month is complete (6-8 January): the network's whole history is the data so far.
+    assert whole["network_as_of_day"] == "2025-01-08"
+    # ANN→CAFE (twice), CAFE→SHOP, BEN→SHOP; the reversal is no transfer.
+    assert (whole["network_nodes"], whole["network_edges"]) == (4, 3)
 
     by_day = _circulate(
         "metrics", "--warehouse", str(warehouse), "--json", "--period", "day", cwd=tmp_path
