@@ -13,6 +13,8 @@
 -- paid). Participation: active (paid or paid by a transfer), frequent (4+ transfers in a
 -- month; months only), new (first transfer ever), churned (active in the previous
 -- period, not this one). lm3_low/high, velocity_low/high: bootstrap 95 % intervals (all).
+-- Dormancy and participation come from intermediate.period_activity, which computes a
+-- period that ends on or before the latest month end once, when that month closes.
 with daily as (
     select * from marts.daily_circulation
 ),
@@ -33,12 +35,8 @@ intervals as (
     select * from intermediate.circulation_intervals
 ),
 
-movements as (
-    select * from intermediate.account_movements
-),
-
-transactions as (
-    select * from staging.transactions
+activity as (
+    select * from intermediate.period_activity
 ),
 
 periods as (
@@ -114,141 +112,6 @@ holding as (
             as median_holding_days
     from spell_cumulative
     group by all
-),
-
-account_days as (
-    select
-        account_id,
-        local_day as day,
-        sum(delta) as delta,
-        max(local_day) filter (where kind = 'transfer' and delta < 0) as paid_day
-    from movements
-    group by all
-),
-
-account_running as (
-    -- One window for all three (the running minimum of the day is the first day).
-    select
-        account_id,
-        day,
-        sum(delta) over history as balance,
-        max(paid_day) over history as last_paid_day,
-        min(day) over history as first_day,
-        lead(day) over history as next_day
-    from account_days
-    window history as (partition by account_id order by day rows unbounded preceding)
-),
-
--- An account's balance holds from one of its days to its next (or past the last day);
--- inside that span it is dormant from 90 days after its last payment (or its first day).
--- Supply and dormant supply per day are running sums of the spans' steps, which equals
--- summing every account's balance on every day without building that grid.
-account_spans as (
-    select
-        day as span_start,
-        coalesce(next_day, (select max(day) from daily) + 1) as span_end,
-        greatest(day, coalesce(last_paid_day, first_day) + 90) as dormant_start,
-        balance
-    from account_running
-),
-
-dormancy_steps as (
-    select span_start as day, balance as supply, null as dormant from account_spans
-    union all
-    select span_end, -balance, null from account_spans
-    union all
-    select dormant_start, null, balance from account_spans where dormant_start < span_end
-    union all
-    select span_end, null, -balance from account_spans where dormant_start < span_end
-),
-
-dormancy_changes as (
-    select day, sum(supply) as supply, sum(dormant) as dormant
-    from dormancy_steps
-    group by all
-),
-
-dormancy as (
-    select
-        daily.day,
-        sum(dormancy_changes.dormant) over running as dormant_supply,
-        sum(dormancy_changes.supply) over running as supply
-    from daily
-    left join dormancy_changes on dormancy_changes.day = daily.day
-    window running as (order by daily.day rows unbounded preceding)
-),
-
-trades as (
-    select local_day as day, source_id as account_id from transactions where kind = 'transfer'
-    union all
-    select local_day as day, target_id as account_id from transactions where kind = 'transfer'
-),
-
--- Counted per day first: the periods join then multiplies account-days, not transfers.
-daily_trades as (
-    select day, account_id, count(*) as trades from trades group by all
-),
-
--- Per period kind rather than through the periods join: a day is its own period, and
--- each other kind groups the account-days once (cheaper than joining them to four rows
--- of periods each and grouping 4x as many rows).
-period_trades as (
-    select 'day' as period_kind, day as period_start, account_id, trades from daily_trades
-    union all
-    select 'week', cast(date_trunc('week', day) as date), account_id, sum(trades)
-    from daily_trades
-    group by all
-    union all
-    select 'month', cast(date_trunc('month', day) as date), account_id, sum(trades)
-    from daily_trades
-    group by all
-    union all
-    select 'all', (select min(day) from daily), account_id, sum(trades)
-    from daily_trades
-    group by all
-),
-
-first_trades as (
-    select account_id, min(day) as first_day from daily_trades group by all
-),
-
-activity as (
-    select
-        period_kind,
-        period_start,
-        count(*) as active_accounts,
-        count(*) filter (where trades >= 4) as frequent_traders
-    from period_trades
-    group by all
-),
-
-newcomers as (
-    select periods.period_kind, periods.period_start, count(*) as new_accounts
-    from periods
-    inner join first_trades on first_trades.first_day = periods.day
-    group by all
-),
-
-period_order as (
-    select
-        period_kind,
-        period_start,
-        lag(period_start) over (partition by period_kind order by period_start) as previous_start
-    from flows
-),
-
-churn as (
-    select period_order.period_kind, period_order.period_start, count(*) as churned_accounts
-    from period_order
-    inner join period_trades as before
-        on before.period_kind = period_order.period_kind
-        and before.period_start = period_order.previous_start
-    left join period_trades as now
-        on now.period_kind = period_order.period_kind
-        and now.period_start = period_order.period_start
-        and now.account_id = before.account_id
-    where now.account_id is null
-    group by all
 )
 
 select
@@ -284,16 +147,15 @@ select
     markov.markov_lm5,
     holding.mean_holding_days,
     holding.median_holding_days,
-    cast(coalesce(dormancy.dormant_supply, 0) as double) / nullif(dormancy.supply, 0)
-        as dormancy,
+    cast(activity.dormant_supply as double) / nullif(activity.supply, 0) as dormancy,
     cast(coalesce(activity.active_accounts, 0) as bigint) as active_accounts,
     case
         when flows.period_kind = 'month'
             then cast(coalesce(activity.frequent_traders, 0) as bigint)
     end as frequent_traders,
-    cast(coalesce(newcomers.new_accounts, 0) as bigint) as new_accounts,
+    cast(coalesce(activity.new_accounts, 0) as bigint) as new_accounts,
     case
-        when flows.period_kind <> 'all' then cast(coalesce(churn.churned_accounts, 0) as bigint)
+        when flows.period_kind <> 'all' then cast(coalesce(activity.churned_accounts, 0) as bigint)
     end as churned_accounts,
     intervals.lm3_low,
     intervals.lm3_high,
@@ -303,10 +165,7 @@ from flows
 left join traced using (period_kind, period_start)
 left join markov using (period_kind, period_start)
 left join holding using (period_kind, period_start)
-left join dormancy on dormancy.day = flows.period_end
 left join activity using (period_kind, period_start)
-left join newcomers using (period_kind, period_start)
-left join churn using (period_kind, period_start)
 left join intervals on intervals.period_kind = flows.period_kind
 order by
     case flows.period_kind when 'all' then 0 when 'month' then 1 when 'week' then 2 else 3 end,

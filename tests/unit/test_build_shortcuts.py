@@ -25,7 +25,7 @@ import pytest
 
 from circulate import pipeline
 from circulate.errors import ConfigurationError
-from circulate.metrics import network
+from circulate.metrics import network, period_activity
 from circulate.metrics.circulation import BOOTSTRAP_SEED, bootstrap_ratio_interval
 from circulate.metrics.network import Ledger
 from circulate.metrics.network_graph import (
@@ -490,14 +490,51 @@ def test_whole_history_network_is_recomputed_at_month_close_only(
 #: Columns that say how a table was built rather than what it holds.
 HOW_BUILT = {
     "intermediate.trace_checkpoint": TRACED["intermediate.trace_checkpoint"],
-    # Digests the batches with their append times, which a rebuild stamps anew.
-    "intermediate.balance_checkpoint_cut": "* exclude (batches_digest)",
+    # The batches a cut covered (the night it was made) and their append times.
+    "intermediate.balance_checkpoint_cut": "* exclude (batches, batches_digest)",
+    "intermediate.period_activity_cut": "* exclude (batches, batches_digest)",
 }
+#: Rows that follow the run history (audit.runs), which a rebuild extends by its own run.
+OF_THE_RUNS = {"marts.impact_scorecard": "indicator <> 'run_success'"}
+
+
+def test_every_night_equals_a_full_rebuild_of_its_files(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After each of the five nights (two month closes, mid-month nights reusing closed
+    periods, a late entry), a copy of the warehouse rebuilt with `--full` holds the same
+    tables: what a night reuses is what it would compute."""
+    kept: list[bool] = []  # whether each night kept the closed periods' activity rows
+    compute_open = period_activity.compute_open_periods
+
+    def counting(con: duckdb.DuckDBPyConnection, cut_day: date) -> None:
+        kept.append(True)
+        compute_open(con, cut_day)
+
+    monkeypatch.setattr(period_activity, "compute_open_periods", counting)
+    nightly = settings_in(tmp_path / "nightly")
+    write_csv(nightly.inbox / "accounts.csv", ACCOUNT_HEADER, MONTHS_ACCOUNTS)
+    reused = []
+    day = date(2025, 1, 1)
+    for number, (last_day, rows) in enumerate(CLOSES_NIGHTS):
+        while day <= last_day:
+            write_export(nightly, f"{day}.csv", rows if day == last_day else [])
+            day += timedelta(days=1)
+        kept.clear()
+        run_stages(nightly)
+        reused.append(bool(kept))
+        rebuilt = dataclasses.replace(nightly, warehouse=tmp_path / f"full-{number}" / "w.duckdb")
+        rebuilt.warehouse.parent.mkdir()
+        shutil.copy(nightly.warehouse, rebuilt.warehouse)
+        pipeline.run_in_process(rebuilt, full=True)
+        _same_tables(nightly, rebuilt, _every_built_table(nightly))
+    # Night 3 (20 February) is the mid-month night: January's periods were kept.
+    assert reused == [False, False, True, False, False]
 
 
 def _every_built_table(settings: Settings) -> dict[str, str]:
     """Every table of the built layers (staging, intermediate, marts), all columns but
-    those of ``HOW_BUILT``."""
+    those of ``HOW_BUILT``, all rows but those of ``OF_THE_RUNS``."""
     tables = _rows(
         settings,
         "select schema_name || '.' || table_name from duckdb_tables() "
@@ -505,7 +542,12 @@ def _every_built_table(settings: Settings) -> dict[str, str]:
     )
     names = {str(table) for (table,) in tables}
     assert {"marts.circulation_metrics", "intermediate.issuance_reach"} <= names
-    return {str(table): HOW_BUILT.get(str(table), "*") for (table,) in tables}
+    return {
+        f"(from {table} where {OF_THE_RUNS[table]})" if table in OF_THE_RUNS else table: (
+            HOW_BUILT.get(table, "*")
+        )
+        for table in names
+    }
 
 
 def test_a_closed_month_without_transfers_gives_an_empty_whole_history(tmp_path: Path) -> None:

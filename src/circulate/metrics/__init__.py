@@ -16,9 +16,19 @@ def python_models() -> list[PythonModel]:
     from circulate.metrics import network, network_flows
 
     models.extend(network.MODELS + network_flows.MODELS)
-    from circulate.metrics import balance_checkpoint, circulation, impact, participation
+    from circulate.metrics import (
+        balance_checkpoint,
+        circulation,
+        impact,
+        participation,
+        period_activity,
+    )
 
     models.extend(
-        circulation.MODELS + participation.MODELS + impact.MODELS + balance_checkpoint.MODELS
+        circulation.MODELS
+        + participation.MODELS
+        + impact.MODELS
+        + balance_checkpoint.MODELS
+        + period_activity.MODELS
     )
     return models
