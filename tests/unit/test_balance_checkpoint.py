@@ -6,7 +6,6 @@ from __future__ import annotations
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
 
 import duckdb
 import pytest
@@ -17,6 +16,7 @@ from hypothesis import strategies as st
 from circulate import pipeline
 from circulate.ingest.pseudonym import pseudonymise
 from circulate.metrics import balance_checkpoint
+from circulate.metrics.month_close import Cut
 from circulate.warehouse.runner import default_sql_dir
 from tests.conftest import TEST_KEY, run_stages, settings_in, write_csv, write_export
 from tests.unit.test_build_shortcuts import ACCOUNT_HEADER, CLOSES_NIGHTS, MONTHS_ACCOUNTS
@@ -45,9 +45,9 @@ def test_the_replay_runs_at_month_close_and_on_a_late_entry_only(
     replays: list[date | None] = []
     replay = balance_checkpoint.replay_to_cut
 
-    def counting(con: duckdb.DuckDBPyConnection, cut_day: date | None, *args: Any) -> None:
+    def counting(con: duckdb.DuckDBPyConnection, cut_day: date | None) -> None:
         replays.append(cut_day)
-        replay(con, cut_day, *args)
+        replay(con, cut_day)
 
     monkeypatch.setattr(balance_checkpoint, "replay_to_cut", counting)
     settings = settings_in(tmp_path / "nightly")
@@ -113,6 +113,12 @@ def _movements_warehouse(rows: list[tuple[str, str, int, float]]) -> duckdb.Duck
     return con
 
 
+def _checkpoint(con: duckdb.DuckDBPyConnection, cut_day: date | None) -> None:
+    """The checkpoint and its cut, as the build stores them, at ``cut_day``."""
+    balance_checkpoint.replay_to_cut(con, cut_day)
+    Cut(cut_day, None, balance_checkpoint.MOVEMENTS, [], "test").store(con, balance_checkpoint.CUT)
+
+
 def _flagged(con: duckdb.DuckDBPyConnection) -> set[str]:
     return {str(row[0]) for row in con.execute(CHECK).fetchall()}
 
@@ -128,7 +134,7 @@ def test_a_spend_after_the_cut_counts_from_the_stored_balance() -> None:
             ("CAT", "T6", 4, 1.0),
         ]
     )
-    balance_checkpoint.replay_to_cut(con, date(2025, 1, 31), [])
+    _checkpoint(con, date(2025, 1, 31))
     assert con.execute(
         "select account_id, balance, lowest_balance, lowest_txn_id "
         "from intermediate.balance_checkpoint order by 1"
@@ -162,7 +168,7 @@ def test_the_check_flags_the_accounts_a_whole_ledger_replay_flags(
     movements = [(a, f"T{n:03d}", day, float(delta)) for n, (a, day, delta) in enumerate(rows)]
     con = _movements_warehouse(movements)
     cut_day = None if cut is None else date(2025, 1, 1) + timedelta(days=cut)
-    balance_checkpoint.replay_to_cut(con, cut_day, [])
+    _checkpoint(con, cut_day)
     whole = {str(row[0]) for row in con.execute(WHOLE_REPLAY).fetchall()}
     assert _flagged(con) == whole
 

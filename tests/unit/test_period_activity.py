@@ -11,7 +11,7 @@ from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
 from circulate.metrics import period_activity
-from circulate.metrics.network import closed_history_end
+from circulate.metrics.month_close import closed_history_end
 
 FIRST_DAY = date(2025, 1, 1)
 ACCOUNTS = ["A", "B", "C", "D", "E"]

@@ -38,7 +38,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import date
 from functools import cache, cached_property
 from pathlib import Path
 from typing import Any, cast
@@ -49,6 +49,7 @@ import numpy as np
 import polars as pl
 
 from circulate.metrics import network_graph
+from circulate.metrics.month_close import closed_history_end
 from circulate.metrics.network_graph import (
     SUMMARY_SCHEMA,
     BoolArray,
@@ -205,31 +206,6 @@ def load_ledger(con: duckdb.DuckDBPyConnection, history_end: date | None = None)
         .sort("idx")
     )
     return Ledger(con.sql(_EDGES_SQL).pl(), nodes, history_end)
-
-
-def closed_history_end(first_day: date | None, last_day: date | None) -> date | None:
-    """Last day of the latest complete month of a ledger covering ``first_day..last_day``.
-
-    A month is complete when the ledger covers every day of it (``period_complete`` of the
-    impact indicators): it starts on or after the first covered day and ends on or before
-    the last. ``None`` when no month is complete yet.
-
-    >>> closed_history_end(date(2025, 1, 3), date(2025, 3, 31))
-    datetime.date(2025, 3, 31)
-    >>> closed_history_end(date(2025, 1, 3), date(2025, 3, 30))
-    datetime.date(2025, 2, 28)
-    >>> closed_history_end(date(2025, 1, 1), date(2025, 1, 31))
-    datetime.date(2025, 1, 31)
-    >>> closed_history_end(date(2025, 1, 3), date(2025, 2, 27)) is None
-    True
-    """
-    if first_day is None or last_day is None:
-        return None
-    if (last_day + timedelta(days=1)).day == 1:
-        end = last_day
-    else:
-        end = last_day.replace(day=1) - timedelta(days=1)
-    return end if end.replace(day=1) >= first_day else None
 
 
 def history_as_of(con: duckdb.DuckDBPyConnection) -> date | None:

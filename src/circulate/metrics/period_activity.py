@@ -13,26 +13,24 @@ movements after the cut and the transfers of the few weeks the open periods and 
 predecessors span. Both ways run the same query (:data:`_ACTIVITY_SQL`): the full one with
 no state and the cut at the beginning of time.
 
-The stored rows and state are reused only while they describe a prefix of today's ledger
-(the test of :mod:`circulate.metrics.balance_checkpoint`): the same cut and first day, the
-load batches of ``staging.transactions`` they covered unchanged as appended
-(``audit.appended_batches``; a rebuilt table has new append times, as after a change of
-issuer accounts), no entry of a later batch on or before the cut, and the same version of
-this module. Otherwise, and on ``circulate run --full``, everything is computed again.
+The stored rows and state are reused only while their cut still describes a prefix of
+today's ``staging.transactions`` (:mod:`circulate.metrics.month_close`: the same cut,
+first day and code, the covered load batches unchanged as appended, so not rebuilt as
+after a change of issuer accounts, and no entry of a later batch on or before the cut).
+Otherwise, and on ``circulate run --full``, everything is computed again.
 """
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Mapping
 from datetime import date, timedelta
-from functools import cache
 from pathlib import Path
 from typing import Any
 
 import duckdb
 
-from circulate.metrics.network import closed_history_end
+from circulate.metrics import month_close
+from circulate.metrics.month_close import code_version, current_cut
 from circulate.warehouse.connection import table_exists
 from circulate.warehouse.runner import PythonModel
 
@@ -41,6 +39,7 @@ __all__ = ["ACCOUNTS", "ACTIVITY", "CUT", "DORMANT_AFTER_DAYS", "FREQUENT_TRANSF
 ACTIVITY = "intermediate.period_activity"
 ACCOUNTS = "intermediate.period_activity_accounts"
 CUT = "intermediate.period_activity_cut"
+TRANSACTIONS = "staging.transactions"
 #: An account holding money is dormant this many days after its last outgoing transfer
 #: (or its first movement, if it never paid).
 DORMANT_AFTER_DAYS = 90
@@ -300,25 +299,6 @@ create or replace table intermediate.period_activity_accounts (
     first_trade_day date
 )
 """
-_CUT_SQL = """
-create or replace table intermediate.period_activity_cut as
-select
-    cast($cut_day as date) as cut_day,
-    cast($first_day as date) as first_day,
-    cast($batches as varchar[]) as batches,
-    cast($batches_digest as varchar) as batches_digest,
-    cast($version as varchar) as version
-"""
-_BATCHES_SQL = """
-select batch_id, source_rows, model_digest, appended_at
-from audit.appended_batches
-where table_name = 'staging.transactions'
-order by batch_id
-"""
-_LATE_SQL = """
-select count(*) from staging.transactions
-where local_day <= $cut_day and batch_id not in (select unnest($batches))
-"""
 
 DESCRIPTIONS = {
     ACTIVITY: (
@@ -343,39 +323,9 @@ DESCRIPTIONS = {
 }
 
 
-@cache
 def _version() -> str:
-    # A change to this module may change any stored row: it invalidates them all.
-    return hashlib.blake2b(Path(__file__).read_bytes(), digest_size=16).hexdigest()
-
-
-def _digest(batches: list[tuple[Any, ...]]) -> str:
-    return hashlib.blake2b(repr(batches).encode(), digest_size=16).hexdigest()
-
-
-def _stored_cut_holds(
-    con: duckdb.DuckDBPyConnection,
-    cut_day: date,
-    first_day: date,
-    batches: list[tuple[Any, ...]],
-) -> bool:
-    """Whether the stored rows and state are those of ``cut_day`` on a prefix of today's
-    ledger."""
-    if not all(table_exists(con, table) for table in (ACTIVITY, ACCOUNTS, CUT)):
-        return False
-    stored = con.execute(
-        f"select cut_day, first_day, batches, batches_digest, version from {CUT}"  # noqa: S608
-    ).fetchall()
-    if len(stored) != 1:
-        return False
-    stored_day, stored_first, stored_batches, stored_digest, version = stored[0]
-    if (stored_day, stored_first, version) != (cut_day, first_day, _version()):
-        return False
-    covered = [b for b in batches if b[0] in set(stored_batches)]
-    if len(covered) != len(stored_batches) or _digest(covered) != stored_digest:
-        return False
-    [(late,)] = con.execute(_LATE_SQL, {"cut_day": cut_day, "batches": stored_batches}).fetchall()
-    return bool(late == 0)
+    # A change to this module or to the cut's test may change any stored row.
+    return code_version(Path(__file__), Path(month_close.__file__))
 
 
 def _parameters(cut: date, trades_from: date) -> dict[str, Any]:
@@ -443,27 +393,13 @@ def compute_open_periods(con: duckdb.DuckDBPyConnection, cut_day: date) -> None:
 
 def build_period_activity(con: duckdb.DuckDBPyConnection, parameters: Mapping[str, Any]) -> None:
     """Compute the open periods when the stored cut still holds, or everything."""
-    [(first_day, last_day)] = con.execute(
-        "select min(day), max(day) from intermediate.day_spine"
-    ).fetchall()
-    cut_day = closed_history_end(first_day, last_day)
-    batches = (
-        con.execute(_BATCHES_SQL).fetchall() if table_exists(con, "audit.appended_batches") else []
-    )
-    if cut_day is not None and _stored_cut_holds(con, cut_day, first_day, batches):
-        compute_open_periods(con, cut_day)
+    cut = current_cut(con, TRANSACTIONS, _version())
+    stored = all(table_exists(con, table) for table in (ACTIVITY, ACCOUNTS))
+    if cut.day is not None and stored and cut.holds_for(con, CUT):
+        compute_open_periods(con, cut.day)
         return
-    compute_everything(con, cut_day)
-    con.execute(
-        _CUT_SQL,
-        {
-            "cut_day": cut_day,
-            "first_day": first_day,
-            "batches": [str(b[0]) for b in batches],
-            "batches_digest": _digest(batches),
-            "version": _version(),
-        },
-    )
+    compute_everything(con, cut.day)
+    cut.store(con, CUT)
 
 
 MODELS = [
