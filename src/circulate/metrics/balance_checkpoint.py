@@ -21,13 +21,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import date
-from pathlib import Path
 from typing import Any
 
 import duckdb
 
-from circulate.metrics import month_close
-from circulate.metrics.month_close import code_version, current_cut
+from circulate.metrics.month_close import current_cut, cut_description, version_of
 from circulate.warehouse.connection import table_exists
 from circulate.warehouse.runner import PythonModel
 
@@ -82,23 +80,13 @@ DESCRIPTIONS = {
         "on or before the cut and on circulate run --full; the never-negative check "
         "replays only the movements after the cut from these balances."
     ),
-    CUT: (
-        "The cut of intermediate.balance_checkpoint (one row): its day (null before any "
-        "month is complete), the ledger's first day, the load batches of "
-        "intermediate.account_movements it covered, their digest as appended and the "
-        "version of the code that made it (see circulate.metrics.month_close)."
-    ),
+    CUT: cut_description(CHECKPOINT, MOVEMENTS),
 }
-
-
-def _version() -> str:
-    # A change to this module or to the cut's test may change what a stored row means.
-    return code_version(Path(__file__), Path(month_close.__file__))
 
 
 def build_balance_checkpoint(con: duckdb.DuckDBPyConnection, parameters: Mapping[str, Any]) -> None:
     """Keep the stored checkpoint when its cut still holds, or replay up to today's cut."""
-    cut = current_cut(con, MOVEMENTS, _version())
+    cut = current_cut(con, MOVEMENTS, version_of(__file__))
     if cut.holds_for(con, CUT) and table_exists(con, CHECKPOINT):
         return
     replay_to_cut(con, cut.day)

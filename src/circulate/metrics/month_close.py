@@ -23,7 +23,7 @@ import duckdb
 
 from circulate.warehouse.connection import table_exists
 
-__all__ = ["Cut", "closed_history_end", "code_version", "current_cut"]
+__all__ = ["Cut", "closed_history_end", "current_cut", "cut_description", "version_of"]
 
 _BATCHES_SQL = """
 select batch_id, source_rows, model_digest, appended_at
@@ -69,12 +69,23 @@ def closed_history_end(first_day: date | None, last_day: date | None) -> date | 
 
 
 @cache
-def code_version(*sources: Path) -> str:
-    """Digest of the ``sources`` of the code that makes some stored work."""
+def version_of(module_file: str) -> str:
+    """Digest of the module that stores some work at a cut, and of this one (its test): a
+    change to either may change what a stored row means."""
     digest = hashlib.blake2b(digest_size=16)
-    for source in sources:
+    for source in (Path(module_file), Path(__file__)):
         digest.update(source.read_bytes())
     return digest.hexdigest()
+
+
+def cut_description(work: str, ledger: str) -> str:
+    """The table description of the cut of ``work``, stored over ``ledger``."""
+    return (
+        f"The cut of {work} (one row): its day (null before any month is complete), the "
+        f"ledger's first day, the load batches of {ledger} it covered, their digest as "
+        "appended and the version of the code that made it (see "
+        "circulate.metrics.month_close)."
+    )
 
 
 def _digest(batches: list[tuple[Any, ...]]) -> str:
@@ -97,7 +108,7 @@ class Cut:
     batches
         Its load batches as ``audit.appended_batches`` lists them now.
     version
-        :func:`code_version` of the code that makes the work.
+        :func:`version_of` the code that makes the work.
     """
 
     day: date | None

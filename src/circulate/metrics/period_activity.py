@@ -24,13 +24,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import date, timedelta
-from pathlib import Path
 from typing import Any
 
 import duckdb
 
-from circulate.metrics import month_close
-from circulate.metrics.month_close import code_version, current_cut
+from circulate.metrics.month_close import current_cut, cut_description, version_of
 from circulate.warehouse.connection import table_exists
 from circulate.warehouse.runner import PythonModel
 
@@ -314,18 +312,8 @@ DESCRIPTIONS = {
         "movement and first transfer. A night computes the open periods of "
         "intermediate.period_activity from it and the entries after the cut."
     ),
-    CUT: (
-        "The cut of intermediate.period_activity (one row): its day (null before any "
-        "month is complete), the ledger's first day, the load batches of "
-        "staging.transactions it covered, their digest as appended and the version of the "
-        "code that made it."
-    ),
+    CUT: cut_description(ACTIVITY, TRANSACTIONS),
 }
-
-
-def _version() -> str:
-    # A change to this module or to the cut's test may change any stored row.
-    return code_version(Path(__file__), Path(month_close.__file__))
 
 
 def _parameters(cut: date, trades_from: date) -> dict[str, Any]:
@@ -393,7 +381,7 @@ def compute_open_periods(con: duckdb.DuckDBPyConnection, cut_day: date) -> None:
 
 def build_period_activity(con: duckdb.DuckDBPyConnection, parameters: Mapping[str, Any]) -> None:
     """Compute the open periods when the stored cut still holds, or everything."""
-    cut = current_cut(con, TRANSACTIONS, _version())
+    cut = current_cut(con, TRANSACTIONS, version_of(__file__))
     stored = all(table_exists(con, table) for table in (ACTIVITY, ACCOUNTS))
     if cut.day is not None and stored and cut.holds_for(con, CUT):
         compute_open_periods(con, cut.day)
