@@ -29,10 +29,11 @@ from typing import Any
 import duckdb
 
 from circulate.metrics.month_close import current_cut, cut_description, version_of
+from circulate.metrics.participation import FREQUENT_TRANSFERS
 from circulate.warehouse.connection import table_exists
 from circulate.warehouse.runner import PythonModel
 
-__all__ = ["ACCOUNTS", "ACTIVITY", "CUT", "DORMANT_AFTER_DAYS", "FREQUENT_TRANSFERS", "MODELS"]
+__all__ = ["ACCOUNTS", "ACTIVITY", "CUT", "DORMANT_AFTER_DAYS", "MODELS"]
 
 ACTIVITY = "intermediate.period_activity"
 ACCOUNTS = "intermediate.period_activity_accounts"
@@ -41,16 +42,14 @@ TRANSACTIONS = "staging.transactions"
 #: An account holding money is dormant this many days after its last outgoing transfer
 #: (or its first movement, if it never paid).
 DORMANT_AFTER_DAYS = 90
-#: Transfers in a month that make an account a frequent trader.
-FREQUENT_TRANSFERS = 4
 #: The beginning of time: as the cut, every movement and transfer is after it.
 _NO_CUT = date(1, 1, 1)
 
 # Rows for every period of the day spine (the days of marts.daily_circulation) that ends
-# after $cut, and the whole
-# history. Accounts' state at $cut comes from intermediate.period_activity_accounts
-# (empty when $cut is _NO_CUT); movements after $cut and transfers from $trades_from on
-# (early enough for the open periods and their predecessors) come from the ledger.
+# after $cut, and the whole history. Accounts' state at $cut comes from
+# intermediate.period_activity_accounts (empty when $cut is _NO_CUT); movements after $cut
+# and transfers from $trades_from on (early enough for the open periods and their
+# predecessors) come from the ledger.
 _ACTIVITY_SQL = """
 with daily as (
     select day from intermediate.day_spine
