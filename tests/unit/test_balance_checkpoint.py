@@ -19,7 +19,12 @@ from circulate.metrics import balance_checkpoint
 from circulate.metrics.month_close import Cut
 from circulate.warehouse.runner import default_sql_dir
 from tests.conftest import TEST_KEY, run_stages, settings_in, write_csv, write_export
-from tests.unit.test_build_shortcuts import ACCOUNT_HEADER, CLOSES_NIGHTS, MONTHS_ACCOUNTS
+from tests.unit.test_build_shortcuts import (
+    ACCOUNT_HEADER,
+    CLOSES_NIGHTS,
+    MONTHS_ACCOUNTS,
+    closes_nights,
+)
 
 CHECK = (default_sql_dir() / "tests" / "account_balances_never_negative.sql").read_text()
 # The whole ledger replayed at once: the check as it was before the checkpoint.
@@ -53,11 +58,7 @@ def test_the_replay_runs_at_month_close_and_on_a_late_entry_only(
     settings = settings_in(tmp_path / "nightly")
     write_csv(settings.inbox / "accounts.csv", ACCOUNT_HEADER, MONTHS_ACCOUNTS)
     replayed, cuts, checkpoints = [], [], []
-    day = date(2025, 1, 1)
-    for last_day, rows in CLOSES_NIGHTS:
-        while day <= last_day:
-            write_export(settings, f"{day}.csv", rows if day == last_day else [])
-            day += timedelta(days=1)
+    for _night in closes_nights(settings):
         replays.clear()
         run_stages(settings)  # runs the check, which must pass every night
         replayed.append(bool(replays))
@@ -116,7 +117,9 @@ def _movements_warehouse(rows: list[tuple[str, str, int, float]]) -> duckdb.Duck
 def _checkpoint(con: duckdb.DuckDBPyConnection, cut_day: date | None) -> None:
     """The checkpoint and its cut, as the build stores them, at ``cut_day``."""
     balance_checkpoint.replay_to_cut(con, cut_day)
-    Cut(cut_day, None, balance_checkpoint.MOVEMENTS, [], "test").store(con, balance_checkpoint.CUT)
+    Cut(cut_day, None, (balance_checkpoint.MOVEMENTS,), [], "test").store(
+        con, balance_checkpoint.CUT
+    )
 
 
 def _flagged(con: duckdb.DuckDBPyConnection) -> set[str]:

@@ -423,6 +423,33 @@ CLOSES_NIGHTS: list[tuple[date, list[tuple[str, ...]]]] = [
         ],
     ),
 ]
+
+
+def closes_nights(settings: Settings, nights: int = len(CLOSES_NIGHTS)) -> Iterator[int]:
+    """Write the first ``nights`` of CLOSES_NIGHTS into the inbox, one night at a time (an
+    export every day, each entry in its night's last one); yield each night's number
+    before the caller runs it."""
+    day = date(2025, 1, 1)
+    for number, (last_day, rows) in enumerate(CLOSES_NIGHTS[:nights]):
+        while day <= last_day:
+            write_export(settings, f"{day}.csv", rows if day == last_day else [])
+            day += timedelta(days=1)
+        yield number
+
+
+def count_kept_periods(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
+    """A list that gains an entry each time a build keeps the closed periods' activity."""
+    kept: list[bool] = []
+    compute_open = period_activity.compute_open_periods
+
+    def counting(con: duckdb.DuckDBPyConnection, cut_day: date) -> None:
+        kept.append(True)
+        compute_open(con, cut_day)
+
+    monkeypatch.setattr(period_activity, "compute_open_periods", counting)
+    return kept
+
+
 NETWORK_TABLES = {
     "marts.network_nodes": "*",
     "marts.network_summary": "*",
@@ -453,11 +480,7 @@ def test_whole_history_network_is_recomputed_at_month_close_only(
         "union select distinct as_of_day from marts.network_nodes"
     )
     built, as_of = [], []
-    day = date(2025, 1, 1)
-    for last_day, rows in CLOSES_NIGHTS:
-        while day <= last_day:  # an export every day, each entry in its night's last one
-            write_export(nightly, f"{day}.csv", rows if day == last_day else [])
-            day += timedelta(days=1)
+    for _night in closes_nights(nightly):
         whole_history_graphs.clear()
         run_stages(nightly)
         built.append(bool(whole_history_graphs))
@@ -504,22 +527,11 @@ def test_every_night_equals_a_full_rebuild_of_its_files(
     """After each of the five nights (two month closes, mid-month nights reusing closed
     periods, a late entry), a copy of the warehouse rebuilt with `--full` holds the same
     tables: what a night reuses is what it would compute."""
-    kept: list[bool] = []  # whether each night kept the closed periods' activity rows
-    compute_open = period_activity.compute_open_periods
-
-    def counting(con: duckdb.DuckDBPyConnection, cut_day: date) -> None:
-        kept.append(True)
-        compute_open(con, cut_day)
-
-    monkeypatch.setattr(period_activity, "compute_open_periods", counting)
+    kept = count_kept_periods(monkeypatch)
     nightly = settings_in(tmp_path / "nightly")
     write_csv(nightly.inbox / "accounts.csv", ACCOUNT_HEADER, MONTHS_ACCOUNTS)
     reused = []
-    day = date(2025, 1, 1)
-    for number, (last_day, rows) in enumerate(CLOSES_NIGHTS):
-        while day <= last_day:
-            write_export(nightly, f"{day}.csv", rows if day == last_day else [])
-            day += timedelta(days=1)
+    for number in closes_nights(nightly):
         kept.clear()
         run_stages(nightly)
         reused.append(bool(kept))

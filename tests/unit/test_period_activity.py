@@ -4,14 +4,23 @@ month end, equal the same rows computed from the whole ledger."""
 from __future__ import annotations
 
 from datetime import date, timedelta
+from pathlib import Path
 
 import duckdb
+import pytest
 from hypothesis import given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
 from circulate.metrics import period_activity
 from circulate.metrics.month_close import closed_history_end
+from tests.conftest import run_stages, settings_in, write_csv
+from tests.unit.test_build_shortcuts import (
+    ACCOUNT_HEADER,
+    MONTHS_ACCOUNTS,
+    closes_nights,
+    count_kept_periods,
+)
 
 FIRST_DAY = date(2025, 1, 1)
 ACCOUNTS = ["A", "B", "C", "D", "E"]
@@ -123,3 +132,23 @@ def test_the_state_at_the_cut_by_hand() -> None:
         "where period_kind = 'month' and period_start = date '2025-02-01'"
     ).fetchall()
     assert [tuple(float(v) for v in row) for row in february] == [(2, 0, 0, 0, 50)]
+
+
+def test_changed_issuer_accounts_make_the_night_compute_everything(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Listing another issuer account rebuilds intermediate.account_movements, whose rows
+    are the balances' source: the stored state is then no longer trusted, even mid-month
+    with staging.transactions unchanged."""
+    kept = count_kept_periods(monkeypatch)
+    settings = settings_in(tmp_path / "issuers")
+    write_csv(settings.inbox / "accounts.csv", ACCOUNT_HEADER, MONTHS_ACCOUNTS)
+    reused = []
+    for number in closes_nights(settings, 3):
+        if number == 2:  # mid-February: a vault account is listed as an issuer
+            vault = ("VAULT", "issuer", "", "", "2025-02-01")
+            write_csv(settings.inbox / "accounts.csv", ACCOUNT_HEADER, [*MONTHS_ACCOUNTS, vault])
+        kept.clear()
+        run_stages(settings)
+        reused.append(bool(kept))
+    assert reused == [False, False, False]

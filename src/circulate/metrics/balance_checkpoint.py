@@ -80,13 +80,13 @@ DESCRIPTIONS = {
         "on or before the cut and on circulate run --full; the never-negative check "
         "replays only the movements after the cut from these balances."
     ),
-    CUT: cut_description(CHECKPOINT, MOVEMENTS),
+    CUT: cut_description(CHECKPOINT, (MOVEMENTS,)),
 }
 
 
 def build_balance_checkpoint(con: duckdb.DuckDBPyConnection, parameters: Mapping[str, Any]) -> None:
     """Keep the stored checkpoint when its cut still holds, or replay up to today's cut."""
-    cut = current_cut(con, MOVEMENTS, version_of(__file__))
+    cut = current_cut(con, (MOVEMENTS,), version_of(__file__))
     if cut.holds_for(con, CUT) and table_exists(con, CHECKPOINT):
         return
     replay_to_cut(con, cut.day)

@@ -2,7 +2,7 @@
 
 Work that cannot be updated from a day's rows is done when a month closes and stored with
 the cut it describes (a one-row table): the cut day (the month's last day), the ledger's
-first day, the load batches of the ledger table it covered as ``audit.appended_batches``
+first day, the load batches of the ledger tables it covered as ``audit.appended_batches``
 recorded their appending (rows, model digest, append time), their digest, and the version
 of the code that made it. A later night reuses the work only while the cut still
 describes a prefix of today's ledger: the same cut and first day and code, the covered
@@ -26,10 +26,10 @@ from circulate.warehouse.connection import table_exists
 __all__ = ["Cut", "closed_history_end", "current_cut", "cut_description", "version_of"]
 
 _BATCHES_SQL = """
-select batch_id, source_rows, model_digest, appended_at
+select table_name, batch_id, source_rows, model_digest, appended_at
 from audit.appended_batches
-where table_name = $table
-order by batch_id
+where table_name in (select unnest($tables))
+order by table_name, batch_id
 """
 _SPINE_SQL = "select min(day), max(day) from intermediate.day_spine"
 _CUT_TABLE_SQL = """
@@ -78,12 +78,12 @@ def version_of(module_file: str) -> str:
     return digest.hexdigest()
 
 
-def cut_description(work: str, ledger: str) -> str:
-    """The table description of the cut of ``work``, stored over ``ledger``."""
+def cut_description(work: str, ledgers: tuple[str, ...]) -> str:
+    """The table description of the cut of ``work``, stored over ``ledgers``."""
     return (
         f"The cut of {work} (one row): its day (null before any month is complete), the "
-        f"ledger's first day, the load batches of {ledger} it covered, their digest as "
-        "appended and the version of the code that made it (see "
+        f"ledger's first day, the load batches of {' and '.join(ledgers)} it covered, their "
+        "digest as appended and the version of the code that made it (see "
         "circulate.metrics.month_close)."
     )
 
@@ -94,7 +94,7 @@ def _digest(batches: list[tuple[Any, ...]]) -> str:
 
 @dataclass(frozen=True)
 class Cut:
-    """Today's cut of a ledger table: what stored work must describe to be reused.
+    """Today's cut of the ledger tables: what stored work must describe to be reused.
 
     Attributes
     ----------
@@ -103,17 +103,18 @@ class Cut:
         any month is complete).
     first_day
         First day of the spine.
-    ledger
-        The append-by-batch table whose rows the work covers.
+    ledgers
+        The append-by-batch tables (with ``local_day``) whose rows the work covers.
     batches
-        Its load batches as ``audit.appended_batches`` lists them now.
+        Their load batches as ``audit.appended_batches`` lists them now (table, batch,
+        rows, model digest, append time).
     version
         :func:`version_of` the code that makes the work.
     """
 
     day: date | None
     first_day: date | None
-    ledger: str
+    ledgers: tuple[str, ...]
     batches: list[tuple[Any, ...]]
     version: str
 
@@ -129,17 +130,22 @@ class Cut:
         day, first_day, stored_batches, stored_digest, version = stored[0]
         if (day, first_day, version) != (self.day, self.first_day, self.version):
             return False
-        covered = [b for b in self.batches if b[0] in set(stored_batches)]
-        if len(covered) != len(stored_batches) or _digest(covered) != stored_digest:
+        # The batches it covered, as appended then: a batch gone, changed or appended
+        # again (a rebuilt table) changes the digest.
+        covered = [b for b in self.batches if b[1] in set(stored_batches)]
+        if _digest(covered) != stored_digest:
             return False
         if self.day is None:
             return True
-        [(late,)] = con.execute(
-            f"select count(*) from {self.ledger} "  # noqa: S608 (the caller's constant)
-            "where local_day <= $day and batch_id not in (select unnest($batches))",
-            {"day": self.day, "batches": stored_batches},
-        ).fetchall()
-        return bool(late == 0)
+        for ledger in self.ledgers:
+            [(late,)] = con.execute(
+                f"select count(*) from {ledger} "  # noqa: S608 (the caller's constant)
+                "where local_day <= $day and batch_id not in (select unnest($batches))",
+                {"day": self.day, "batches": stored_batches},
+            ).fetchall()
+            if late:
+                return False
+        return True
 
     def store(self, con: duckdb.DuckDBPyConnection, cut_table: str) -> None:
         """Write this cut as the one row of ``cut_table``."""
@@ -148,19 +154,19 @@ class Cut:
             {
                 "cut_day": self.day,
                 "first_day": self.first_day,
-                "batches": [str(b[0]) for b in self.batches],
+                "batches": sorted({str(b[1]) for b in self.batches}),
                 "batches_digest": _digest(self.batches),
                 "version": self.version,
             },
         )
 
 
-def current_cut(con: duckdb.DuckDBPyConnection, ledger: str, version: str) -> Cut:
-    """Today's cut of ``ledger`` (an append-by-batch table with ``local_day``)."""
+def current_cut(con: duckdb.DuckDBPyConnection, ledgers: tuple[str, ...], version: str) -> Cut:
+    """Today's cut of ``ledgers`` (append-by-batch tables with ``local_day``)."""
     [(first_day, last_day)] = con.execute(_SPINE_SQL).fetchall()
     batches = (
-        con.execute(_BATCHES_SQL, {"table": ledger}).fetchall()
+        con.execute(_BATCHES_SQL, {"tables": list(ledgers)}).fetchall()
         if table_exists(con, "audit.appended_batches")
         else []
     )
-    return Cut(closed_history_end(first_day, last_day), first_day, ledger, batches, version)
+    return Cut(closed_history_end(first_day, last_day), first_day, ledgers, batches, version)

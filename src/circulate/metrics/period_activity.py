@@ -14,9 +14,10 @@ predecessors span. Both ways run the same query (:data:`_ACTIVITY_SQL`): the ful
 no state and the cut at the beginning of time.
 
 The stored rows and state are reused only while their cut still describes a prefix of
-today's ``staging.transactions`` (:mod:`circulate.metrics.month_close`: the same cut,
-first day and code, the covered load batches unchanged as appended, so not rebuilt as
-after a change of issuer accounts, and no entry of a later batch on or before the cut).
+today's ``staging.transactions`` and ``intermediate.account_movements``
+(:mod:`circulate.metrics.month_close`: the same cut, first day and code, the covered load
+batches unchanged as appended, so neither table rebuilt as the movements are after a
+change of issuer accounts, and no entry of a later batch on or before the cut).
 Otherwise, and on ``circulate run --full``, everything is computed again.
 """
 
@@ -38,7 +39,9 @@ __all__ = ["ACCOUNTS", "ACTIVITY", "CUT", "DORMANT_AFTER_DAYS", "MODELS"]
 ACTIVITY = "intermediate.period_activity"
 ACCOUNTS = "intermediate.period_activity_accounts"
 CUT = "intermediate.period_activity_cut"
-TRANSACTIONS = "staging.transactions"
+#: The ledger tables the stored state covers: the transfers (trades) and the movements
+#: (balances), which a change of issuer accounts rebuilds without touching the first.
+LEDGERS = ("staging.transactions", "intermediate.account_movements")
 #: An account holding money is dormant this many days after its last outgoing transfer
 #: (or its first movement, if it never paid).
 DORMANT_AFTER_DAYS = 90
@@ -311,7 +314,7 @@ DESCRIPTIONS = {
         "movement and first transfer. A night computes the open periods of "
         "intermediate.period_activity from it and the entries after the cut."
     ),
-    CUT: cut_description(ACTIVITY, TRANSACTIONS),
+    CUT: cut_description(ACTIVITY, LEDGERS),
 }
 
 
@@ -380,7 +383,7 @@ def compute_open_periods(con: duckdb.DuckDBPyConnection, cut_day: date) -> None:
 
 def build_period_activity(con: duckdb.DuckDBPyConnection, parameters: Mapping[str, Any]) -> None:
     """Compute the open periods when the stored cut still holds, or everything."""
-    cut = current_cut(con, TRANSACTIONS, version_of(__file__))
+    cut = current_cut(con, LEDGERS, version_of(__file__))
     stored = all(table_exists(con, table) for table in (ACTIVITY, ACCOUNTS))
     if cut.day is not None and stored and cut.holds_for(con, CUT):
         compute_open_periods(con, cut.day)
