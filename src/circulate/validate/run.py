@@ -98,7 +98,10 @@ def _result_of(
     result: dict[str, Any] = {"unexpected_count": 0}
     if outcome is None:
         if plain_count != 0:
-            raise RuntimeError(f"Great Expectations returned no result for {check.name}")
+            counted = "cannot count" if plain_count is None else f"finds {plain_count:,} unexpected"
+            raise RuntimeError(
+                f"Check {check.name}: the plain count {counted}, but Great Expectations did not run"
+            )
         success = True
     else:
         info = outcome.exception_info or {}
