@@ -93,6 +93,11 @@ def test_data_dictionary_says_where_each_table_comes_from(published: Settings) -
     assert found["marts.daily_circulation"]["refresh"] == "rebuilt every night"
     assert found["marts.network_nodes"]["path"] == "src/circulate/metrics/network.py"
     assert "when a month closes" in found["marts.network_nodes"]["refresh"]
+    # Built by circulation's build, written (and laid out) by the trace checkpoint module.
+    assert found["intermediate.issuance_reach"]["path"] == "src/circulate/metrics/circulation.py"
+    for table in ("trace_checkpoint", "trace_checkpoint_lots", "trace_checkpoint_issuances"):
+        path = found[f"intermediate.{table}"]["path"]
+        assert path == "src/circulate/metrics/trace_checkpoint.py", table
     assert "from decisions.jsonl" in found["audit.decisions"]["refresh"]
 
 

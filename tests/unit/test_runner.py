@@ -194,6 +194,17 @@ def test_python_model_states_a_refresh_for_each_table() -> None:
             REBUILT_NIGHTLY,
             refresh_by_table={"intermediate.primes": REBUILT_NIGHTLY},
         )
+    with pytest.raises(ConfigurationError, match=r"written_by names \['intermediate\.primes'\]"):
+        PythonModel(
+            "intermediate",
+            "odds",
+            frozenset(),
+            build_nothing,
+            "Odd numbers.",
+            REBUILT_NIGHTLY,
+            written_by={"intermediate.primes": build_nothing},
+        )
+    assert pair.paths == dict.fromkeys(pair.tables, Path(__file__))
 
 
 @pytest.fixture

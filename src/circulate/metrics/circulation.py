@@ -422,6 +422,7 @@ MODELS = [
             "intermediate.markov_multipliers": REBUILT_NIGHTLY,
             **dict.fromkeys(DESCRIPTIONS, _CHECKPOINT_REFRESH),
         },
+        written_by=dict.fromkeys(DESCRIPTIONS, write_checkpoint),
     ),
 ]
 

@@ -72,9 +72,9 @@ def table_provenance() -> dict[str, Provenance]:
     provenance: dict[str, Provenance] = {}
     for model in discover_models(default_sql_dir(), python_models()):
         if isinstance(model, PythonModel):
-            defined_in = _module_path(model.path)
+            paths = model.paths
             for table, refresh in model.refreshes.items():
-                provenance[table] = Provenance(defined_in, refresh)
+                provenance[table] = Provenance(_module_path(paths[table]), refresh)
         else:
             # The same name in a checkout (sql/) and in the wheel (circulate/_sql/).
             sql_file = f"sql/{model.layer}/{model.path.name}"

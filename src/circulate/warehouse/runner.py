@@ -169,14 +169,21 @@ class PythonModel:
     also_builds: Mapping[str, str] = field(default_factory=dict)
     #: The refresh of those of ``also_builds`` that are refreshed otherwise than ``refresh``.
     refresh_by_table: Mapping[str, str] = field(default_factory=dict)
+    #: The function that writes one of ``also_builds`` when it lies in another module than
+    #: ``build`` (that module defines the table's layout, and the data dictionary names it).
+    written_by: Mapping[str, Callable[..., object]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        unknown = sorted(self.refresh_by_table.keys() - self.also_builds.keys())
-        if unknown:
-            raise ConfigurationError(
-                f"{self.table}: refresh_by_table names {unknown}, which are not among the "
-                f"tables it also builds ({sorted(self.also_builds)})."
-            )
+        for name, tables in (
+            ("refresh_by_table", self.refresh_by_table),
+            ("written_by", self.written_by),
+        ):
+            unknown = sorted(tables.keys() - self.also_builds.keys())
+            if unknown:
+                raise ConfigurationError(
+                    f"{self.table}: {name} names {unknown}, which are not among the "
+                    f"tables it also builds ({sorted(self.also_builds)})."
+                )
 
     @property
     def table(self) -> str:
@@ -198,7 +205,18 @@ class PythonModel:
 
     @property
     def path(self) -> Path:
-        return Path(inspect.getsourcefile(self.build) or self.build.__module__)
+        return _source_file(self.build)
+
+    @property
+    def paths(self) -> dict[str, Path]:
+        """Every table this model builds, with the module that writes it."""
+        return {
+            table: _source_file(self.written_by.get(table, self.build)) for table in self.tables
+        }
+
+
+def _source_file(function: Callable[..., object]) -> Path:
+    return Path(inspect.getsourcefile(function) or function.__module__)
 
 
 AnyModel = Model | PythonModel
