@@ -184,26 +184,23 @@ def test_python_model_states_a_refresh_for_each_table() -> None:
         "intermediate.evens": REBUILT_NIGHTLY,
         "intermediate.all": "reused while unchanged",
     }
-    with pytest.raises(ConfigurationError, match=r"intermediate\.primes"):
-        PythonModel(
-            "intermediate",
-            "odds",
-            frozenset(),
-            build_nothing,
-            "Odd numbers.",
-            REBUILT_NIGHTLY,
-            refresh_by_table={"intermediate.primes": REBUILT_NIGHTLY},
-        )
-    with pytest.raises(ConfigurationError, match=r"written_by names \['intermediate\.primes'\]"):
-        PythonModel(
-            "intermediate",
-            "odds",
-            frozenset(),
-            build_nothing,
-            "Odd numbers.",
-            REBUILT_NIGHTLY,
-            written_by={"intermediate.primes": build_nothing},
-        )
+    # A table the model does not build, in either mapping.
+    unknown: list[dict[str, Any]] = [
+        {"refresh_by_table": {"intermediate.primes": REBUILT_NIGHTLY}},
+        {"written_by": {"intermediate.primes": build_nothing}},
+    ]
+    for mapping in unknown:
+        [name] = mapping
+        with pytest.raises(ConfigurationError, match=rf"{name} names \['intermediate\.primes'\]"):
+            PythonModel(
+                "intermediate",
+                "odds",
+                frozenset(),
+                build_nothing,
+                "Odd.",
+                REBUILT_NIGHTLY,
+                **mapping,
+            )
     assert pair.paths == dict.fromkeys(pair.tables, Path(__file__))
 
 
