@@ -437,17 +437,22 @@ def closes_nights(settings: Settings, nights: int = len(CLOSES_NIGHTS)) -> Itera
         yield number
 
 
+def count_calls(monkeypatch: pytest.MonkeyPatch, module: object, name: str) -> list[bool]:
+    """A list that gains an entry each time ``module.name`` is called."""
+    calls: list[bool] = []
+    function = getattr(module, name)
+
+    def counting(*args: Any) -> Any:
+        calls.append(True)
+        return function(*args)
+
+    monkeypatch.setattr(module, name, counting)
+    return calls
+
+
 def count_kept_periods(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
     """A list that gains an entry each time a build keeps the closed periods' activity."""
-    kept: list[bool] = []
-    compute_open = period_activity.compute_open_periods
-
-    def counting(con: duckdb.DuckDBPyConnection, cut_day: date) -> None:
-        kept.append(True)
-        compute_open(con, cut_day)
-
-    monkeypatch.setattr(period_activity, "compute_open_periods", counting)
-    return kept
+    return count_calls(monkeypatch, period_activity, "compute_open_periods")
 
 
 NETWORK_TABLES = {
@@ -516,6 +521,7 @@ HOW_BUILT = {
     # The batches a cut covered (the night it was made) and their append times.
     "intermediate.balance_checkpoint_cut": "* exclude (batches, batches_digest)",
     "intermediate.period_activity_cut": "* exclude (batches, batches_digest)",
+    "intermediate.network_cut": "* exclude (batches, batches_digest)",
 }
 #: Rows that follow the run history (audit.runs), which a rebuild extends by its own run.
 OF_THE_RUNS = {"marts.impact_scorecard": "indicator <> 'run_success'"}
@@ -528,20 +534,53 @@ def test_every_night_equals_a_full_rebuild_of_its_files(
     periods, a late entry), a copy of the warehouse rebuilt with `--full` holds the same
     tables: what a night reuses is what it would compute."""
     kept = count_kept_periods(monkeypatch)
+    open_months = count_calls(monkeypatch, network, "build_open_months")
     nightly = settings_in(tmp_path / "nightly")
     write_csv(nightly.inbox / "accounts.csv", ACCOUNT_HEADER, MONTHS_ACCOUNTS)
-    reused = []
+    reused, network_reused = [], []
     for number in closes_nights(nightly):
         kept.clear()
+        open_months.clear()
         run_stages(nightly)
         reused.append(bool(kept))
+        network_reused.append(bool(open_months))
         rebuilt = dataclasses.replace(nightly, warehouse=tmp_path / f"full-{number}" / "w.duckdb")
         rebuilt.warehouse.parent.mkdir()
         shutil.copy(nightly.warehouse, rebuilt.warehouse)
         pipeline.run_in_process(rebuilt, full=True)
         _same_tables(nightly, rebuilt, _every_built_table(nightly))
-    # Night 3 (20 February) is the mid-month night: January's periods were kept.
+    # Night 3 (20 February) is the mid-month night: January's periods were kept, and the
+    # network read only February's transfers.
     assert reused == [False, False, True, False, False]
+    assert network_reused == reused
+
+
+def test_an_account_turning_business_makes_the_network_read_every_month(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """ANN paid CAFE in January, a closed month. Listed as a business on the mid-February
+    night, it adds that payment to January's business graph: the night reads every month
+    instead of the open one, and equals a full rebuild."""
+    open_months = count_calls(monkeypatch, network, "build_open_months")
+    nightly = settings_in(tmp_path / "nightly")
+    write_csv(nightly.inbox / "accounts.csv", ACCOUNT_HEADER, MONTHS_ACCOUNTS)
+    for number in closes_nights(nightly, nights=3):
+        if number == 2:
+            ann = ("ANN", "business", "food & drink", "", "2024-12-01")
+            accounts = [ann if row[0] == "ANN" else row for row in MONTHS_ACCOUNTS]
+            write_csv(nightly.inbox / "accounts.csv", ACCOUNT_HEADER, accounts)
+        run_stages(nightly)
+    assert open_months == []
+    january = (
+        "select nodes, volume from marts.network_summary where (scope, period_kind, "
+        "period_start) = ('business', 'month', date '2025-01-01')"
+    )
+    assert _rows(nightly, january) == [(3, Decimal("35.00"))]  # ANN→CAFE, CAFE⇄DELI
+    rebuilt = dataclasses.replace(nightly, warehouse=tmp_path / "full" / "w.duckdb")
+    rebuilt.warehouse.parent.mkdir()
+    shutil.copy(nightly.warehouse, rebuilt.warehouse)
+    pipeline.run_in_process(rebuilt, full=True)
+    _same_tables(nightly, rebuilt, NETWORK_TABLES)
 
 
 def _every_built_table(settings: Settings) -> dict[str, str]:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -89,7 +89,12 @@ def cut_description(work: str, ledgers: tuple[str, ...]) -> str:
 
 
 def _digest(batches: list[tuple[Any, ...]]) -> str:
-    return hashlib.blake2b(repr(batches).encode(), digest_size=16).hexdigest()
+    # Append times in UTC: the session's TimeZone would otherwise change their repr.
+    canonical = [
+        tuple(v.astimezone(UTC).isoformat() if isinstance(v, datetime) else v for v in batch)
+        for batch in batches
+    ]
+    return hashlib.blake2b(repr(canonical).encode(), digest_size=16).hexdigest()
 
 
 @dataclass(frozen=True)

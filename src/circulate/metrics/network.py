@@ -31,6 +31,13 @@ table) and takes both tables' whole-history rows from the previous snapshot whil
 unchanged, so they are recomputed when a month closes or a late or corrected entry lands
 in a closed month, not on the nights in between. ``circulate run --full`` drops the
 snapshot, so everything is recomputed.
+
+Between two closes a night does not even read the closed months: the build that reads
+every month stores the cut it covered (``intermediate.network_cut``,
+:mod:`circulate.metrics.month_close`), and while that cut holds — the same closed months,
+no later entry dated in them, the same code — and no account of the whole history turned
+business or stopped being one, the closed months' rows, the whole-history rows and the
+node figures are kept and only the open months' transfers are read and fingerprinted.
 """
 
 from __future__ import annotations
@@ -49,7 +56,13 @@ import numpy as np
 import polars as pl
 
 from circulate.metrics import network_graph
-from circulate.metrics.month_close import closed_history_end
+from circulate.metrics.month_close import (
+    Cut,
+    closed_history_end,
+    current_cut,
+    cut_description,
+    version_of,
+)
 from circulate.metrics.network_graph import (
     SUMMARY_SCHEMA,
     BoolArray,
@@ -74,8 +87,17 @@ __all__ = [
 ]
 
 SCOPES = ("member", "business")
-READS = frozenset({"intermediate.member_transfers", "staging.accounts", "intermediate.day_spine"})
+READS = frozenset(
+    {
+        "intermediate.member_transfers",
+        "staging.accounts",
+        "intermediate.day_spine",
+        "audit.appended_batches",
+    }
+)
 FINGERPRINTS = "intermediate.network_graph_fingerprints"
+CUT = "intermediate.network_cut"
+LEDGERS = ("intermediate.member_transfers",)
 
 
 @dataclass(frozen=True)
@@ -153,15 +175,24 @@ class Ledger:
         return [m for m in self.months if end is None or m <= end]
 
 
+# The transfers dated after $after: every one, or those of the months open at a cut.
+_TRANSFERS_SQL = """
+select local_day, source_id, target_id, amount
+from intermediate.member_transfers
+where local_day > $after
+"""
+#: ``after`` for every transfer.
+EVERY_DAY = date(1, 1, 1)
+
 # Member accounts numbered 0..n-1 in account id order.
-_IDS_SQL = """
+_IDS_SQL = f"""
 select account_id, cast(row_number() over (order by account_id) - 1 as bigint) as idx
 from (
-    select source_id as account_id from intermediate.member_transfers
+    select source_id as account_id from ({_TRANSFERS_SQL})
     union
-    select target_id from intermediate.member_transfers
+    select target_id from ({_TRANSFERS_SQL})
 )
-"""
+"""  # noqa: S608 (a constant of this module)
 
 # Numbered before grouping: grouping by two integers is cheaper than by two id strings,
 # and the edges come out ready for numpy. The sort fixes the rows' order (DuckDB's group
@@ -171,7 +202,7 @@ with ids as ({_IDS_SQL}),
 
 transfers as (
     select transfers.local_day, payers.idx as source, payees.idx as target, transfers.amount
-    from intermediate.member_transfers as transfers
+    from ({_TRANSFERS_SQL}) as transfers
     inner join ids as payers on payers.account_id = transfers.source_id
     inner join ids as payees on payees.account_id = transfers.target_id
 )
@@ -188,13 +219,18 @@ order by period_start, source, target
 """  # noqa: S608 (a constant of this module)
 
 
-def load_ledger(con: duckdb.DuckDBPyConnection, history_end: date | None = None) -> Ledger:
+def load_ledger(
+    con: duckdb.DuckDBPyConnection, history_end: date | None = None, after: date = EVERY_DAY
+) -> Ledger:
     """Number the accounts ``0..n-1`` and aggregate transfer edges per month, in DuckDB.
 
     The whole history's edges, up to ``history_end`` (every month when ``None``), are
-    summed from the months' in numpy (:class:`Ledger`).
+    summed from the months' in numpy (:class:`Ledger`). Only the transfers dated after
+    ``after`` are read: with a month's last day, the ledger holds the months after it, its
+    accounts those trading in them (numbered in the same order as in the whole ledger, so
+    their graphs and fingerprints are the same).
     """
-    ids = con.sql(_IDS_SQL + "order by idx").pl()
+    ids = con.sql(_IDS_SQL + "order by idx", params={"after": after}).pl()
     attributes = con.sql("select account_id, account_type, sector, area from staging.accounts").pl()
     nodes = (
         ids.select("idx", "account_id")
@@ -205,7 +241,7 @@ def load_ledger(con: duckdb.DuckDBPyConnection, history_end: date | None = None)
         )
         .sort("idx")
     )
-    return Ledger(con.sql(_EDGES_SQL).pl(), nodes, history_end)
+    return Ledger(con.sql(_EDGES_SQL, params={"after": after}).pl(), nodes, history_end)
 
 
 def history_as_of(con: duckdb.DuckDBPyConnection) -> date | None:
@@ -432,16 +468,19 @@ def write_network_summary(
     previous: Mapping[tuple[str, date | None], tuple[str, dict[str, Any]]] | None = None,
     fingerprints: Mapping[tuple[str, date], str] | None = None,
     months_only: bool = False,
+    closed_months: Mapping[tuple[str, date], dict[str, Any]] | None = None,
 ) -> None:
     """Create ``marts.network_summary``: one row per scope, month and the whole history.
 
-    The months are those of ``ledger``'s edges; the month marts of the lake pass one month.
-    ``whole_history`` holds rows already computed (by scope, from :func:`_summary_row`,
-    ``as_of_day`` included). A month whose ``fingerprints`` entry equals the one stored
-    with its row in ``previous`` (:func:`previous_rows`) takes that row.
-    ``months_only`` leaves the whole-history rows out.
+    The months are those of ``ledger``'s edges and of ``closed_months``, rows kept as they
+    are (by scope and month, both scopes of each month); the month marts of the lake pass
+    one month. ``whole_history`` holds rows already computed (by scope, from
+    :func:`_summary_row`, ``as_of_day`` included). A month whose ``fingerprints`` entry
+    equals the one stored with its row in ``previous`` (:func:`previous_rows`) takes that
+    row. ``months_only`` leaves the whole-history rows out.
     """
-    months = ledger.months
+    kept = closed_months or {}
+    months = sorted({*ledger.months, *(month for _, month in kept)})
     rows: list[dict[str, Any]] = []
     periods: list[tuple[str, date | None, date]] = [("month", m, m) for m in months]
     if months and not months_only:
@@ -449,6 +488,8 @@ def write_network_summary(
     for scope in SCOPES:
         for kind, period, start in periods:
             known = whole_history.get(scope) if whole_history and period is None else None
+            if period is not None:
+                known = kept.get((scope, period))
             if known is None and period is not None and previous and fingerprints:
                 stored = previous.get((scope, period))
                 if stored is not None and stored[0] == fingerprints[scope, period]:
@@ -499,8 +540,9 @@ NODES_REFRESH = (
     "whole history as of as_of_day (the end of the latest complete month), recomputed when "
     "a month closes or the graph of a closed month changes (a late or corrected entry, an "
     "account turning business or not, new network code or igraph) and otherwise taken from "
-    "the previous snapshot, the accounts' attributes joined anew; recomputed every night "
-    "until the first month closes, and on `circulate run --full`"
+    "the previous snapshot, the accounts' attributes joined anew (between two closes "
+    "without reading the closed months' transfers); recomputed every night until the first "
+    "month closes, and on `circulate run --full`"
 )
 SUMMARY_REFRESH = (
     "a month's rows recomputed when that month's trade graph changed (the open month's, "
@@ -511,15 +553,122 @@ SUMMARY_REFRESH = (
 )
 
 
-def build_network_tables(con: duckdb.DuckDBPyConnection, parameters: Mapping[str, Any]) -> None:
-    """Load the transfer graph once; write ``marts.network_nodes`` and ``network_summary``.
+# Accounts of the whole history whose business flag differs from the one its graphs were
+# analysed with: the snapshot's node rows carry each account's type as last written, and
+# every night either compares them (below) or rewrites everything.
+_FLAGS_CHANGED_SQL = """
+select count(*)
+from marts.network_nodes as nodes
+left join staging.accounts as accounts using (account_id)
+where nodes.scope = 'member'
+  and (nodes.account_type = 'business')
+      <> coalesce(accounts.account_type = 'business', false)
+"""
 
-    The whole-history graph of each scope (up to :func:`history_as_of`) is built and
-    analysed once for both tables, and only when the digest of its months
-    (:func:`history_fingerprint`) differs from the one stored with the previous snapshot's
-    whole-history rows.
-    """
-    previous = previous_rows(con)
+# The whole-history node rows of the snapshot, the accounts' attributes joined anew.
+_NODES_ANEW_SQL = """
+create or replace table marts.network_nodes as
+select
+    nodes.scope,
+    nodes.account_id,
+    coalesce(accounts.account_type, 'unknown') as account_type,
+    accounts.sector,
+    accounts.area,
+    nodes.* exclude (scope, account_id, account_type, sector, area)
+from marts.network_nodes as nodes
+left join staging.accounts as accounts using (account_id)
+order by nodes.scope, nodes.account_id
+"""
+
+# The stored fingerprints of the closed months and of the whole history.
+_CLOSED_PRINTS_SQL = f"""
+select period_kind, scope, period_start, fingerprint
+from {FINGERPRINTS}
+where period_kind = 'all' or period_start <= $cut
+"""  # noqa: S608 (a constant of this module)
+
+
+def _cut_version() -> str:
+    # The code the cut's stored rows came from: that of every fingerprint and of the cut.
+    digest = hashlib.blake2b(_figures_version(), digest_size=16)
+    digest.update(version_of(__file__).encode())
+    return digest.hexdigest()
+
+
+def _closed_history_holds(
+    con: duckdb.DuckDBPyConnection,
+    cut: Cut,
+    previous: Mapping[tuple[str, date | None], tuple[str, dict[str, Any]]],
+) -> bool:
+    """Whether the snapshot's closed months and whole history are today's (the stored cut
+    holds, and no account of the whole history changed its business flag)."""
+    if any((scope, None) not in previous for scope in SCOPES) or not cut.holds_for(con, CUT):
+        return False
+    [(changed,)] = con.execute(_FLAGS_CHANGED_SQL).fetchall()
+    return int(changed) == 0
+
+
+def _write_fingerprints(
+    con: duckdb.DuckDBPyConnection, prints: list[tuple[str, str, date, str]]
+) -> None:
+    frame = pl.DataFrame(
+        prints,
+        schema={
+            "period_kind": pl.String,
+            "scope": pl.String,
+            "period_start": pl.Date,
+            "fingerprint": pl.String,
+        },
+        orient="row",
+    )
+    write_frame(
+        con,
+        frame.sort("scope", "period_kind", "period_start"),
+        FINGERPRINTS,
+        "scope, period_kind, period_start, fingerprint",
+    )
+
+
+def build_open_months(
+    con: duckdb.DuckDBPyConnection,
+    cut_day: date,
+    previous: Mapping[tuple[str, date | None], tuple[str, dict[str, Any]]],
+) -> None:
+    """Keep the rows of the closed months and of the whole history; read and analyse only
+    the transfers after ``cut_day`` (the open months, each reused while its graph's
+    fingerprint is unchanged)."""
+    ledger = load_ledger(con, cut_day, after=cut_day)
+    fingerprints = month_fingerprints(ledger)
+    closed_months = {
+        (scope, period): row
+        for (scope, period), (_, row) in previous.items()
+        if period is not None and period <= cut_day
+    }
+    whole_history = {scope: previous[scope, None][1] for scope in SCOPES}
+    con.execute(_NODES_ANEW_SQL)
+    write_network_summary(
+        con,
+        ledger,
+        whole_history=whole_history,
+        previous=previous,
+        fingerprints=fingerprints,
+        closed_months=closed_months,
+    )
+    stored = con.execute(_CLOSED_PRINTS_SQL, {"cut": cut_day}).fetchall()
+    _write_fingerprints(
+        con,
+        stored
+        + [("month", scope, month, print_) for (scope, month), print_ in fingerprints.items()],
+    )
+
+
+def build_every_month(
+    con: duckdb.DuckDBPyConnection,
+    previous: Mapping[tuple[str, date | None], tuple[str, dict[str, Any]]],
+) -> None:
+    """Read every transfer; analyse each month whose graph's fingerprint changed, and the
+    whole history unless the digest of its months (:func:`history_fingerprint`) equals the
+    one stored with the snapshot's whole-history rows."""
     as_of_day = history_as_of(con)
     ledger = load_ledger(con, as_of_day)
     fingerprints = month_fingerprints(ledger)
@@ -551,22 +700,23 @@ def build_network_tables(con: duckdb.DuckDBPyConnection, parameters: Mapping[str
     ]
     if months:
         prints += [("all", scope, months[0], history) for scope in SCOPES]
-    frame = pl.DataFrame(
-        prints,
-        schema={
-            "period_kind": pl.String,
-            "scope": pl.String,
-            "period_start": pl.Date,
-            "fingerprint": pl.String,
-        },
-        orient="row",
-    )
-    write_frame(
-        con,
-        frame.sort("scope", "period_kind", "period_start"),
-        FINGERPRINTS,
-        "scope, period_kind, period_start, fingerprint",
-    )
+    _write_fingerprints(con, prints)
+
+
+def build_network_tables(con: duckdb.DuckDBPyConnection, parameters: Mapping[str, Any]) -> None:
+    """Write ``marts.network_nodes``, ``network_summary`` and their fingerprints.
+
+    On a night inside a month (the stored cut holds: :func:`_closed_history_holds`) only
+    the open months are read (:func:`build_open_months`); otherwise every month is
+    (:func:`build_every_month`), and the cut is stored.
+    """
+    previous = previous_rows(con)
+    cut = current_cut(con, LEDGERS, _cut_version())
+    if cut.day is not None and _closed_history_holds(con, cut, previous):
+        build_open_months(con, cut.day, previous)
+        return
+    build_every_month(con, previous)
+    cut.store(con, CUT)
 
 
 MODELS = [
@@ -585,10 +735,12 @@ MODELS = [
                 "whole-history rows of network_summary and network_nodes come from; a build "
                 "takes rows from the previous snapshot while their digest is unchanged."
             ),
+            CUT: cut_description("marts.network_summary's closed months", LEDGERS),
         },
         refresh_by_table={
             "marts.network_summary": SUMMARY_REFRESH,
             FINGERPRINTS: REBUILT_NIGHTLY,
+            CUT: "made when every month's transfers are read (see marts.network_nodes)",
         },
     ),
 ]
