@@ -25,7 +25,7 @@ import pytest
 
 from circulate import pipeline
 from circulate.errors import ConfigurationError
-from circulate.metrics import network, period_activity
+from circulate.metrics import flow_cells, network, period_activity
 from circulate.metrics.circulation import BOOTSTRAP_SEED, bootstrap_ratio_interval
 from circulate.metrics.network import Ledger
 from circulate.metrics.network_graph import (
@@ -455,6 +455,12 @@ def count_kept_periods(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
     return count_calls(monkeypatch, period_activity, "compute_open_periods")
 
 
+FLOW_TABLES = {
+    "marts.sector_flows": "*",
+    "marts.area_flows": "*",
+    flow_cells.CELLS: "*",
+    flow_cells.PAIR_ACCOUNTS: "*",
+}
 NETWORK_TABLES = {
     "marts.network_nodes": "*",
     "marts.network_summary": "*",
@@ -522,6 +528,7 @@ HOW_BUILT = {
     "intermediate.balance_checkpoint_cut": "* exclude (batches, batches_digest)",
     "intermediate.period_activity_cut": "* exclude (batches, batches_digest)",
     "intermediate.network_cut": "* exclude (batches, batches_digest)",
+    "intermediate.flow_cells_cut": "* exclude (batches, batches_digest)",
 }
 #: Rows that follow the run history (audit.runs), which a rebuild extends by its own run.
 OF_THE_RUNS = {"marts.impact_scorecard": "indicator <> 'run_success'"}
@@ -535,33 +542,40 @@ def test_every_night_equals_a_full_rebuild_of_its_files(
     tables: what a night reuses is what it would compute."""
     kept = count_kept_periods(monkeypatch)
     open_months = count_calls(monkeypatch, network, "build_open_months")
+    flow_cells_made = count_calls(monkeypatch, flow_cells, "keep_closed_months")
     nightly = settings_in(tmp_path / "nightly")
     write_csv(nightly.inbox / "accounts.csv", ACCOUNT_HEADER, MONTHS_ACCOUNTS)
-    reused, network_reused = [], []
+    reused, network_reused, flows_reused = [], [], []
     for number in closes_nights(nightly):
         kept.clear()
         open_months.clear()
+        flow_cells_made.clear()
         run_stages(nightly)
         reused.append(bool(kept))
         network_reused.append(bool(open_months))
+        flows_reused.append(not flow_cells_made)
         rebuilt = dataclasses.replace(nightly, warehouse=tmp_path / f"full-{number}" / "w.duckdb")
         rebuilt.warehouse.parent.mkdir()
         shutil.copy(nightly.warehouse, rebuilt.warehouse)
         pipeline.run_in_process(rebuilt, full=True)
         _same_tables(nightly, rebuilt, _every_built_table(nightly))
-    # Night 3 (20 February) is the mid-month night: January's periods were kept, and the
-    # network read only February's transfers.
+    # Night 3 (20 February) is the mid-month night: January's periods were kept, the
+    # network read only February's transfers and the flows counted only February's.
     assert reused == [False, False, True, False, False]
     assert network_reused == reused
+    assert flows_reused == reused
 
 
-def test_an_account_turning_business_makes_the_network_read_every_month(
+def test_an_account_turning_business_makes_the_night_read_every_month(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """ANN paid CAFE in January, a closed month. Listed as a business on the mid-February
-    night, it adds that payment to January's business graph: the night reads every month
-    instead of the open one, and equals a full rebuild."""
+    """ANN paid CAFE in January, a closed month. Listed as a food business on the
+    mid-February night, it adds that payment to January's business graph and moves it from
+    the individual to the food & drink row of the sector flows: the network reads every
+    month instead of the open one, the flows count January again, and the night equals a
+    full rebuild."""
     open_months = count_calls(monkeypatch, network, "build_open_months")
+    flow_cells_made = count_calls(monkeypatch, flow_cells, "keep_closed_months")
     nightly = settings_in(tmp_path / "nightly")
     write_csv(nightly.inbox / "accounts.csv", ACCOUNT_HEADER, MONTHS_ACCOUNTS)
     for number in closes_nights(nightly, nights=3):
@@ -571,6 +585,7 @@ def test_an_account_turning_business_makes_the_network_read_every_month(
             write_csv(nightly.inbox / "accounts.csv", ACCOUNT_HEADER, accounts)
         run_stages(nightly)
     assert open_months == []
+    assert len(flow_cells_made) == 3
     january = (
         "select nodes, volume from marts.network_summary where (scope, period_kind, "
         "period_start) = ('business', 'month', date '2025-01-01')"
@@ -580,7 +595,7 @@ def test_an_account_turning_business_makes_the_network_read_every_month(
     rebuilt.warehouse.parent.mkdir()
     shutil.copy(nightly.warehouse, rebuilt.warehouse)
     pipeline.run_in_process(rebuilt, full=True)
-    _same_tables(nightly, rebuilt, NETWORK_TABLES)
+    _same_tables(nightly, rebuilt, NETWORK_TABLES | FLOW_TABLES)
 
 
 def _every_built_table(settings: Settings) -> dict[str, str]:

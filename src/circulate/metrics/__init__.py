@@ -13,9 +13,9 @@ def python_models() -> list[PythonModel]:
     """Every table the nightly build makes in Python (the runner decides the order)."""
     models: list[PythonModel] = []
     # Imported here so igraph and numba load only when the warehouse is built.
-    from circulate.metrics import network, network_flows
+    from circulate.metrics import flow_cells, network
 
-    models.extend(network.MODELS + network_flows.MODELS)
+    models.extend(network.MODELS + flow_cells.MODELS)
     from circulate.metrics import (
         balance_checkpoint,
         circulation,

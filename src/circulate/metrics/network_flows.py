@@ -14,6 +14,9 @@ cell by subtraction. So every such line holds either no suppressed cell or at le
 a full linear-programming audit; a line whose only non-empty cell is suppressed (a
 group that trades with one group only) cannot be protected by more suppression within
 this table, and any table that publishes that line's total must suppress it too.
+
+This module decides what is suppressed; :mod:`circulate.metrics.flow_cells` counts the
+cells in the warehouse and writes ``marts.sector_flows`` and ``marts.area_flows``.
 """
 
 from __future__ import annotations
@@ -22,52 +25,22 @@ from collections.abc import Mapping, Sequence
 from datetime import date
 from typing import Any
 
-import duckdb
 import numpy as np
 import numpy.typing as npt
 import polars as pl
 
 from circulate.errors import ConfigurationError
 from circulate.settings import MINIMUM_K_ANONYMITY
-from circulate.warehouse.runner import REBUILT_NIGHTLY, PythonModel
 
-__all__ = ["MODELS", "complementary_suppression", "k_anonymity", "primary_suppression"]
+__all__ = [
+    "DEFAULT_K_ANONYMITY",
+    "complementary_suppression",
+    "k_anonymity",
+    "primary_suppression",
+    "suppress_cells",
+]
 
 DEFAULT_K_ANONYMITY = 5
-READS = frozenset({"intermediate.member_transfers", "staging.accounts"})
-
-# Group of an account: its sector (businesses), else its account type, so individuals and
-# public bodies show up as their own rows; its area. Constants, never data.
-_GROUPS = {
-    "sector": "coalesce(nullif(sector, ''), account_type)",
-    "area": "nullif(area, '')",
-}
-
-_FLOWS_SQL = """
-with transfers as (
-    select local_day, source_id, target_id, amount from intermediate.member_transfers
-),
-
-groups as (
-    select account_id, {group} as grp from staging.accounts
-)
-
-select
-    cast(date_trunc('month', transfers.local_day) as date) as period_start,
-    coalesce(payers.grp, 'unknown') as source_group,
-    coalesce(payees.grp, 'unknown') as target_group,
-    cast(sum(transfers.amount) * 100 as bigint) as cents,
-    count(*) as transfer_count,
-    count(distinct transfers.source_id) as source_accounts,
-    count(distinct transfers.target_id) as target_accounts
-from transfers
-left join groups as payers on payers.account_id = transfers.source_id
-left join groups as payees on payees.account_id = transfers.target_id
-group by grouping sets (
-    (date_trunc('month', transfers.local_day), source_group, target_group),
-    (source_group, target_group)
-)
-"""
 
 
 def k_anonymity(parameters: Mapping[str, Any]) -> int:
@@ -143,12 +116,15 @@ def complementary_suppression(
     return hidden
 
 
-def flows_frame(con: duckdb.DuckDBPyConnection, group: str, k: int) -> pl.DataFrame:
-    """The group × group cells of every period with ``suppressed`` decided."""
-    sql = _FLOWS_SQL.replace("{group}", _GROUPS[group])
-    cells: pl.DataFrame = (
-        con.sql(sql).pl().sort("period_start", "source_group", "target_group", nulls_last=True)
-    )
+def suppress_cells(cells: pl.DataFrame, k: int) -> pl.DataFrame:
+    """Decide ``suppressed`` for the group × group cells of every period.
+
+    ``cells`` has one row per (period_start, source_group, target_group) with ``cents``,
+    ``transfer_count``, ``source_accounts`` and ``target_accounts``; a null period_start
+    is the whole history. The result gives it the first month as period_start and says
+    which period_kind each row is.
+    """
+    cells = cells.sort("period_start", "source_group", "target_group", nulls_last=True)
     first_month = cells["period_start"].drop_nulls().min()
     period = cells["period_start"].fill_null(date(1, 1, 1)).rank("dense").to_numpy()
     source = cells["source_group"].rank("dense").to_numpy()
@@ -171,71 +147,3 @@ def flows_frame(con: duckdb.DuckDBPyConnection, group: str, k: int) -> pl.DataFr
         pl.Series("suppressed", hidden, dtype=pl.Boolean),
         pl.lit(k, dtype=pl.Int64).alias("k_anonymity"),
     )
-
-
-def _build(con: duckdb.DuckDBPyConnection, parameters: Mapping[str, Any], group: str) -> None:
-    cells = flows_frame(con, group, k_anonymity(parameters))
-    view = "_network_flows_frame"
-    con.register(view, cells)
-    hide = "case when suppressed then null else {} end"
-    try:
-        # Table and column names are this module's constants, never data.
-        con.execute(
-            f"""
-            create or replace table marts.{group}_flows as
-            select
-                period_kind,
-                period_start,
-                source_group as source_{group},
-                target_group as target_{group},
-                {hide.format("cast(cents / 100 as decimal(18, 2))")} as volume,
-                {hide.format("transfer_count")} as transfer_count,
-                {hide.format("source_accounts")} as source_accounts,
-                {hide.format("target_accounts")} as target_accounts,
-                suppressed,
-                k_anonymity
-            from {view}
-            order by period_kind, period_start, source_group, target_group
-            """  # noqa: S608
-        )
-    finally:
-        con.unregister(view)
-
-
-def build_sector_flows(con: duckdb.DuckDBPyConnection, parameters: Mapping[str, Any]) -> None:
-    """Create ``marts.sector_flows``."""
-    _build(con, parameters, "sector")
-
-
-def build_area_flows(con: duckdb.DuckDBPyConnection, parameters: Mapping[str, Any]) -> None:
-    """Create ``marts.area_flows``."""
-    _build(con, parameters, "area")
-
-
-_DESCRIPTION = (
-    "Transfers between member accounts by payer {what} × payee {what}, per month and over "
-    "the whole history (period_kind all, period_start = first month): volume, "
-    "transfer_count and distinct payers / payees. Cells with fewer than k_anonymity "
-    "distinct payers or payees are suppressed (figures null, suppressed true), plus "
-    "complementary cells so row, column, period and month-to-history totals cannot "
-    "reveal a hidden cell."
-)
-
-MODELS = [
-    PythonModel(
-        "marts",
-        "sector_flows",
-        READS,
-        build_sector_flows,
-        _DESCRIPTION.format(what="sector (account type when no sector)"),
-        REBUILT_NIGHTLY,
-    ),
-    PythonModel(
-        "marts",
-        "area_flows",
-        READS,
-        build_area_flows,
-        _DESCRIPTION.format(what="area"),
-        REBUILT_NIGHTLY,
-    ),
-]
