@@ -27,28 +27,84 @@ typed as (
     left join accounts as payee on payee.account_id = transfers.target_id
 ),
 
--- Each month and the whole history in one pass (the empty grouping set is the latter).
-totals as (
+-- Sums per month, and each (month, role, account) once: the distinct counts of a month
+-- and of the whole history come from these few rows instead of every transfer.
+monthly as (
     select
-        if(grouping(month) = 0, 'month', 'all') as period_kind,
-        coalesce(month, (select min(local_day) from transfers)) as period_start,
+        month,
         sum(amount) filter (where payer_type = 'individual') as individual_spend,
         sum(amount) filter (where payer_type = 'individual' and payee_type = 'business')
             as spend_at_businesses,
-        count(distinct source_id) filter (where payer_type = 'individual') as individuals,
         sum(amount) filter (where payee_type = 'public_body' and payer_type <> 'public_body')
             as paid_to_public_bodies,
-        count(distinct source_id)
-            filter (where payee_type = 'public_body' and payer_type <> 'public_body')
-            as payers_to_public_bodies,
         sum(amount) filter (where payer_type = 'public_body' and payee_type <> 'public_body')
-            as paid_by_public_bodies,
-        count(distinct target_id)
-            filter (where payer_type = 'public_body' and payee_type <> 'public_body')
-            as payees_of_public_bodies
+            as paid_by_public_bodies
     from typed
+    group by month
+),
+
+roles as (
+    select distinct month, role, account_id
+    from (
+        select month, 'individual' as role, source_id as account_id
+        from typed
+        where payer_type = 'individual'
+        union all
+        select month, 'pays_public_body', source_id
+        from typed
+        where payee_type = 'public_body' and payer_type <> 'public_body'
+        union all
+        select month, 'paid_by_public_body', target_id
+        from typed
+        where payer_type = 'public_body' and payee_type <> 'public_body'
+    )
+),
+
+-- Each month and the whole history (the empty grouping set is the latter).
+counted as (
+    select
+        month,
+        count(distinct account_id) filter (where role = 'individual') as individuals,
+        count(distinct account_id) filter (where role = 'pays_public_body')
+            as payers_to_public_bodies,
+        count(distinct account_id) filter (where role = 'paid_by_public_body')
+            as payees_of_public_bodies
+    from roles
     group by grouping sets ((month), ())
+),
+
+sums as (
+    select
+        month,
+        individual_spend,
+        spend_at_businesses,
+        paid_to_public_bodies,
+        paid_by_public_bodies
+    from monthly
+    union all
+    select
+        null,
+        sum(individual_spend),
+        sum(spend_at_businesses),
+        sum(paid_to_public_bodies),
+        sum(paid_by_public_bodies)
+    from monthly
     having count(*) > 0  -- no whole-history row without transfers
+),
+
+totals as (
+    select
+        if(sums.month is null, 'all', 'month') as period_kind,
+        coalesce(sums.month, (select min(local_day) from transfers)) as period_start,
+        sums.individual_spend,
+        sums.spend_at_businesses,
+        coalesce(counted.individuals, 0) as individuals,
+        sums.paid_to_public_bodies,
+        coalesce(counted.payers_to_public_bodies, 0) as payers_to_public_bodies,
+        sums.paid_by_public_bodies,
+        coalesce(counted.payees_of_public_bodies, 0) as payees_of_public_bodies
+    from sums
+    left join counted on counted.month is not distinct from sums.month
 )
 
 select

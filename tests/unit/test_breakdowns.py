@@ -16,11 +16,17 @@ council was paid 4 by one member (SHOP): fewer than k payers, so that figure is 
 from __future__ import annotations
 
 from dataclasses import replace
+from datetime import date, timedelta
 from decimal import Decimal
 from pathlib import Path
+from typing import cast
 
 import duckdb
+import polars as pl
 import pytest
+from hypothesis import given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 
 from circulate.settings import Settings
 from circulate.warehouse.connection import connect
@@ -103,3 +109,107 @@ def test_spend_breakdown_without_transfers_has_no_rows(tmp_path: Path) -> None:
     )
     run_models(con, tmp_path, {"k_anonymity": 3})
     assert con.execute("select count(*) from marts.spend_breakdown").fetchall() == [(0,)]
+
+
+TYPES = {"ANN": "individual", "BEN": "individual", "CAT": "individual", "DAN": "individual"}
+TYPES |= {"SHOP": "business", "CAFE": "business", "COUNCIL": "public_body", "NHS": "public_body"}
+
+
+def _spend_by_polars(transfers: pl.DataFrame, k: int) -> list[tuple[object, ...]]:
+    """The spend breakdown computed transfer by transfer in Polars, a second method."""
+    typed = transfers.with_columns(
+        pl.col("local_day").dt.truncate("1mo").alias("month"),
+        pl.col("source_id").replace_strict(TYPES, default="unknown").alias("payer"),
+        pl.col("target_id").replace_strict(TYPES, default="unknown").alias("payee"),
+    )
+    rows = []
+    periods = [("month", m, typed.filter(pl.col("month") == m)) for m in typed["month"].unique()]
+    periods.append(("all", typed["local_day"].min(), typed))
+    for kind, start, part in periods:
+        individual = part.filter(pl.col("payer") == "individual")
+        at_business = individual.filter(pl.col("payee") == "business")
+        to_public = part.filter(
+            (pl.col("payee") == "public_body") & (pl.col("payer") != "public_body")
+        )
+        by_public = part.filter(
+            (pl.col("payer") == "public_body") & (pl.col("payee") != "public_body")
+        )
+        people, payers, payees = (
+            individual["source_id"].n_unique(),
+            to_public["source_id"].n_unique(),
+            by_public["target_id"].n_unique(),
+        )
+        spend = Decimal(individual["amount"].sum()) if len(individual) else Decimal(0)
+        at_shops = Decimal(at_business["amount"].sum()) if len(at_business) else Decimal(0)
+        open_people = people >= k
+        rows.append(
+            (
+                kind,
+                start,
+                people if open_people else None,
+                spend if open_people else None,
+                at_shops if open_people else None,
+                float(at_shops / spend) if open_people and spend > 0 else None,
+                Decimal(to_public["amount"].sum()) if payers >= k else None,
+                payers,
+                Decimal(by_public["amount"].sum()) if payees >= k else None,
+                payees,
+            )
+        )
+    return sorted(rows, key=repr)
+
+
+def _share_rounded(rows: list[tuple[object, ...]]) -> list[tuple[object, ...]]:
+    """The rows with local_business_share (a float division) rounded to 12 places."""
+    return [(*r[:5], None if r[5] is None else round(cast(float, r[5]), 12), *r[6:]) for r in rows]
+
+
+@hypothesis_settings(max_examples=40, deadline=None)
+@given(
+    transfers=st.lists(
+        st.tuples(
+            st.integers(0, 89),  # days from 1 January 2025: January to March
+            st.sampled_from([*TYPES, "GHOST"]),  # GHOST is not in the accounts file
+            st.sampled_from([*TYPES, "GHOST"]),
+            st.integers(1, 5000),
+        ),
+        min_size=1,
+        max_size=40,
+    ),
+    k=st.sampled_from([1, 2, 3]),
+)
+def test_spend_breakdown_equals_a_second_method(
+    transfers: list[tuple[int, str, str, int]], k: int, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """Per month and over the whole history, the SQL model (sums per month, distinct
+    accounts per month and role) equals sums and distinct counts taken transfer by
+    transfer, suppression included."""
+    frame = pl.DataFrame(
+        [
+            (date(2025, 1, 1) + timedelta(days=day), payer, payee, Decimal(pence) / 100)
+            for day, payer, payee, pence in transfers
+        ],
+        schema={
+            "local_day": pl.Date,
+            "source_id": pl.String,
+            "target_id": pl.String,
+            "amount": pl.Decimal(18, 2),
+        },
+        orient="row",
+    )
+    models = tmp_path_factory.mktemp("models")
+    model = default_sql_dir() / "marts" / "spend_breakdown.sql"
+    (models / "marts").mkdir()
+    (models / "marts" / model.name).write_text(model.read_text(encoding="utf-8"))
+    con = duckdb.connect()
+    con.execute("create schema staging; create schema intermediate; create schema marts")
+    con.execute("create table staging.accounts (account_id varchar, account_type varchar)")
+    con.executemany("insert into staging.accounts values (?, ?)", list(TYPES.items()))
+    con.execute("create table intermediate.member_transfers as select * from frame")
+    run_models(con, models, {"k_anonymity": k})
+    rows = con.execute(
+        "select period_kind, period_start, individuals, individual_spend, spend_at_businesses, "
+        "local_business_share, paid_to_public_bodies, payers_to_public_bodies, "
+        "paid_by_public_bodies, payees_of_public_bodies from marts.spend_breakdown"
+    ).fetchall()
+    assert _share_rounded(sorted(rows, key=repr)) == _share_rounded(_spend_by_polars(frame, k))
