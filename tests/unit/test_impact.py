@@ -18,7 +18,7 @@ MONTHS = [dt.date(2026, m, 1) for m in range(1, 7)]
 
 
 def monthly(**columns: list[float | None]) -> pl.DataFrame:
-    """A :func:`impact.monthly_values`-shaped frame of complete months, healthy by default."""
+    """A :func:`impact_build.monthly_values`-shaped frame of complete months, healthy by default."""
     n = len(MONTHS)
     base: dict[str, list[object]] = {
         "month": list(MONTHS),

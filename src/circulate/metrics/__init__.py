@@ -19,7 +19,7 @@ def python_models() -> list[PythonModel]:
     from circulate.metrics import (
         balance_checkpoint,
         circulation,
-        impact,
+        impact_build,
         participation,
         period_activity,
     )
@@ -27,7 +27,7 @@ def python_models() -> list[PythonModel]:
     models.extend(
         circulation.MODELS
         + participation.MODELS
-        + impact.MODELS
+        + impact_build.MODELS
         + balance_checkpoint.MODELS
         + period_activity.MODELS
     )
