@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import replace
 from pathlib import Path
 
 import duckdb
@@ -13,6 +14,7 @@ from circulate.errors import ConfigurationError
 from circulate.metrics import impact
 from circulate.metrics.impact import FlagRules, evaluate_flags, load_thresholds
 from circulate.settings import Settings
+from tests.conftest import run_stages, write_csv, write_export
 
 MONTHS = [dt.date(2026, m, 1) for m in range(1, 7)]
 
@@ -216,3 +218,50 @@ def test_scorecard_on_the_hand_ledger(published: Settings) -> None:
     assert card["period_complete"].to_list() == [False] * len(card)
     assert set(flags["flag"]) == set(impact.FLAG_KEYS)
     assert len(table.filter(pl.col("kind") == "indicator")) == len(impact.INDICATORS)
+
+
+def test_area_reach_and_anchors_count_each_account_once_a_month(settings: Settings) -> None:
+    """k = 3. In January ANN pays SHOP twice, BEN and CAT once; SHOP pays the COUNCIL,
+    which pays DAN twice. Easton has 4 active accounts (ANN, BEN, CAT, SHOP), Bedminster 2
+    (COUNCIL, DAN): one of the two areas reaches k, area_reach = 0.5. Counting transfer
+    legs instead of accounts would give Bedminster 5 and a reach of 1. One public body
+    traded: anchor_institutions = 1, not its 3 legs."""
+    settings = replace(settings, k_anonymity=3)
+    write_csv(
+        settings.inbox / "accounts.csv",
+        ("account_id", "account_type", "sector", "area", "joined_at"),
+        [
+            ("ISSUER", "issuer", "", "", "2024-12-01"),
+            ("ANN", "individual", "", "Easton", "2024-12-01"),
+            ("BEN", "individual", "", "Easton", "2024-12-01"),
+            ("CAT", "individual", "", "Easton", "2024-12-01"),
+            ("SHOP", "business", "retail", "Easton", "2024-12-01"),
+            ("COUNCIL", "public_body", "", "Bedminster", "2024-12-01"),
+            ("DAN", "individual", "", "Bedminster", "2024-12-01"),
+        ],
+    )
+    write_export(
+        settings,
+        "2025-01-06.csv",
+        [
+            ("A1", "2025-01-06T09:00:00Z", "ISSUER", "ANN", "10.00", "issuance", "app"),
+            ("A2", "2025-01-06T09:01:00Z", "ISSUER", "BEN", "10.00", "issuance", "app"),
+            ("A3", "2025-01-06T09:02:00Z", "ISSUER", "CAT", "10.00", "issuance", "app"),
+            ("A4", "2025-01-06T10:00:00Z", "ANN", "SHOP", "1.00", "transfer", "card"),
+            ("A5", "2025-01-06T10:01:00Z", "ANN", "SHOP", "1.00", "transfer", "card"),
+            ("A6", "2025-01-06T10:02:00Z", "BEN", "SHOP", "1.00", "transfer", "card"),
+            ("A7", "2025-01-06T10:03:00Z", "CAT", "SHOP", "1.00", "transfer", "card"),
+            ("A8", "2025-01-06T11:00:00Z", "SHOP", "COUNCIL", "2.00", "transfer", "app"),
+            ("A9", "2025-01-06T12:00:00Z", "COUNCIL", "DAN", "0.50", "transfer", "app"),
+            ("A10", "2025-01-06T12:01:00Z", "COUNCIL", "DAN", "0.50", "transfer", "app"),
+        ],
+    )
+    run_stages(settings)
+    with duckdb.connect(str(settings.warehouse), read_only=True) as con:
+        value = dict(
+            con.execute(
+                "select indicator, value from marts.impact_scorecard "
+                "where indicator in ('area_reach', 'anchor_institutions')"
+            ).fetchall()
+        )
+    assert value == {"area_reach": 0.5, "anchor_institutions": 1.0}
