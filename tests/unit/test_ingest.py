@@ -22,6 +22,7 @@ from hypothesis import settings as settings_hyp
 from hypothesis import strategies as st
 
 from circulate.errors import InputError
+from circulate.ingest import canonical
 from circulate.ingest.adapters import load_scheme_map
 from circulate.pipeline import IngestSummary
 from circulate.settings import Settings
@@ -137,6 +138,58 @@ def test_changed_file_is_a_new_version_and_resent_rows_are_duplicates(
     assert summary.files[0].new_version
     con = connect(settings.warehouse, read_only=True)
     assert con.execute("select count(*) from raw.transactions").fetchone() == (3,)
+
+
+def _count_hashing(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Names of the files read to hash them, from now on."""
+    hashed: list[str] = []
+    read = canonical.sha256_of
+
+    def counting(path: Path) -> str:
+        hashed.append(path.name)
+        return read(path)
+
+    monkeypatch.setattr(canonical, "sha256_of", counting)
+    return hashed
+
+
+def test_a_night_reads_only_new_or_changed_files_to_hash_them(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Once hashed, a file is not read again while its stat is unchanged; a rewrite of the
+    same size with its modification time set back is still read (its status-change time
+    moved) and loaded as a new version."""
+    monkeypatch.setattr(canonical, "SETTLE_SECONDS", 0)
+    first = write_export(settings, "2025-02-03.csv", GOOD)
+    run_stages(settings)
+    hashed = _count_hashing(monkeypatch)
+    before = first.stat()
+    first.write_bytes(first.read_bytes().replace(b"12.5", b"13.5"))
+    os.utime(first, ns=(before.st_atime_ns, before.st_mtime_ns))
+    assert first.stat().st_mtime_ns == before.st_mtime_ns
+    assert first.stat().st_size == before.st_size
+    write_export(settings, "2025-02-04.csv", [])
+    summary = run_stages(settings)
+    assert sorted(hashed) == ["2025-02-03.csv", "2025-02-04.csv"]
+    assert [(f.file_name, f.new_version) for f in summary.files] == [
+        ("exports/2025-02-03.csv", True),
+        ("exports/2025-02-04.csv", False),
+    ]
+    hashed.clear()
+    assert run_stages(settings).files_new == 0
+    assert hashed == []
+
+
+def test_a_hash_taken_just_after_a_change_is_taken_again(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A file hashed within SETTLE_SECONDS of its last change could be rewritten within
+    the same clock tick: the next night reads it once more."""
+    write_export(settings, "2025-02-03.csv", GOOD)
+    run_stages(settings)
+    hashed = _count_hashing(monkeypatch)
+    run_stages(settings)
+    assert hashed == ["2025-02-03.csv"]
 
 
 def test_unreadable_file_is_rejected_and_others_still_load(settings: Settings) -> None:

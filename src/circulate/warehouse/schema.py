@@ -118,6 +118,21 @@ published as a warning), set_aside (the file is moved out of the inbox and never
 or take_back (a set-aside file returned to the inbox); copied from decisions.jsonl beside \
 the warehouse';
 
+-- What each inbox file looked like when its sha256 was last taken: a file whose size,
+-- modification and status-change times are unchanged is not read again to hash it.
+create table if not exists audit.file_hashes (
+    file_name varchar not null,
+    size_bytes bigint not null,
+    modified_ns bigint not null,
+    changed_ns bigint not null,
+    sha256 varchar not null,
+    hashed_at timestamptz not null
+);
+comment on table audit.file_hashes is 'The sha256 of each inbox file with the size and \
+times the file had when it was hashed: a night reads a file to hash it only when these \
+changed (or the hash was taken within 2 s of the file''s last change), not the whole \
+archive (see circulate.ingest.canonical.FileHashes)';
+
 -- Pulls from the scheme's platform (circulate pull), one row per pull: a copy of
 -- pulls.jsonl beside the warehouse, replaced whole at every publish (see
 -- circulate.pull.state), because a pull runs before the night's build exists.
@@ -174,6 +189,12 @@ PERSISTENT_REFRESH = {
         "yet (a changed file, by sha256, is a new row; set-aside files too)"
     ),
     "audit.quarantine": "appended at ingest, one row per line a run quarantines",
+    "audit.file_hashes": (
+        "updated at ingest: a file of the inbox that is new, whose size, modification or "
+        "status-change time differs from its row, or that was hashed within 2 s of its last "
+        "change is read and hashed and its row replaced; the others keep their row and are "
+        "not read"
+    ),
     "audit.runs": (
         "appended at every publish: the publishing run and the runs logged in runs.jsonl "
         "since the previous publish (failed, or with nothing new)"
