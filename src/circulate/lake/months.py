@@ -149,7 +149,7 @@ def _month_models(sql_dir: Path) -> tuple[Model, ...]:
     """The SQL models the month marts need (in build order), beyond what the lake holds."""
     models = {m.table: m for m in discover_models(sql_dir) if isinstance(m, Model)}
     wanted = {f"{MARTS}.{m.name}" for m in MONTH_MARTS if f"{MARTS}.{m.name}" in models}
-    pending = [*wanted, *network.READS]
+    pending = [*wanted, *network.LEDGER_READS]
     needed: set[str] = set()
     while pending:
         table = pending.pop()

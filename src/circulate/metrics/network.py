@@ -87,14 +87,12 @@ __all__ = [
 ]
 
 SCOPES = ("member", "business")
-READS = frozenset(
-    {
-        "intermediate.member_transfers",
-        "staging.accounts",
-        "intermediate.day_spine",
-        "audit.appended_batches",
-    }
+#: What :func:`load_ledger` and :func:`history_as_of` read: the month graphs' inputs.
+LEDGER_READS = frozenset(
+    {"intermediate.member_transfers", "staging.accounts", "intermediate.day_spine"}
 )
+#: The model's: the ledger, and the load batches the stored cut is checked against.
+READS = LEDGER_READS | {"audit.appended_batches"}
 FINGERPRINTS = "intermediate.network_graph_fingerprints"
 CUT = "intermediate.network_cut"
 LEDGERS = ("intermediate.member_transfers",)
