@@ -94,15 +94,25 @@ def test_spend_breakdown_by_hand(built: Settings) -> None:
     assert rows == [("all", *figures), ("month", *figures)]
 
 
-def test_spend_breakdown_without_transfers_has_no_rows(tmp_path: Path) -> None:
-    # The whole-history row comes from an empty grouping set, which alone would give a
-    # row of nulls when no member has paid another yet.
+def _spend_model_inputs(models: Path, types: dict[str, str]) -> duckdb.DuckDBPyConnection:
+    """A folder ``models`` holding only the spend breakdown model, and a connection with
+    its schemas and ``staging.accounts`` (account id → type); the caller adds the
+    transfers."""
     model = default_sql_dir() / "marts" / "spend_breakdown.sql"
-    (tmp_path / "marts").mkdir()
-    (tmp_path / "marts" / model.name).write_text(model.read_text(encoding="utf-8"))
+    (models / "marts").mkdir()
+    (models / "marts" / model.name).write_text(model.read_text(encoding="utf-8"))
     con = duckdb.connect()
     con.execute("create schema staging; create schema intermediate; create schema marts")
     con.execute("create table staging.accounts (account_id varchar, account_type varchar)")
+    if types:
+        con.executemany("insert into staging.accounts values (?, ?)", list(types.items()))
+    return con
+
+
+def test_spend_breakdown_without_transfers_has_no_rows(tmp_path: Path) -> None:
+    # The whole-history row comes from an empty grouping set, which alone would give a
+    # row of nulls when no member has paid another yet.
+    con = _spend_model_inputs(tmp_path, {})
     con.execute(
         "create table intermediate.member_transfers "
         "(local_day date, source_id varchar, target_id varchar, amount decimal(18, 2))"
@@ -198,13 +208,7 @@ def test_spend_breakdown_equals_a_second_method(
         orient="row",
     )
     models = tmp_path_factory.mktemp("models")
-    model = default_sql_dir() / "marts" / "spend_breakdown.sql"
-    (models / "marts").mkdir()
-    (models / "marts" / model.name).write_text(model.read_text(encoding="utf-8"))
-    con = duckdb.connect()
-    con.execute("create schema staging; create schema intermediate; create schema marts")
-    con.execute("create table staging.accounts (account_id varchar, account_type varchar)")
-    con.executemany("insert into staging.accounts values (?, ?)", list(TYPES.items()))
+    con = _spend_model_inputs(models, TYPES)
     con.execute("create table intermediate.member_transfers as select * from frame")
     run_models(con, models, {"k_anonymity": k})
     rows = con.execute(
