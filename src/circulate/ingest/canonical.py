@@ -198,8 +198,12 @@ class FileHashes:
             "delete from audit.file_hashes where file_name in (select unnest($names))",
             {"names": [row[0] for row in self._hashed]},
         )
-        self._con.executemany(
-            "insert into audit.file_hashes values (?, ?, ?, ?, ?, ?)", self._hashed
+        # One statement for all rows: a statement per file took 0.3 s for a year's exports.
+        columns = list(zip(*self._hashed, strict=True))
+        self._con.execute(
+            "insert into audit.file_hashes select unnest($name), unnest($size), "
+            "unnest($modified), unnest($changed), unnest($sha), unnest($at)",
+            dict(zip(("name", "size", "modified", "changed", "sha", "at"), columns, strict=True)),
         )
         self._hashed.clear()
 
