@@ -15,6 +15,7 @@ circulate pull cyclos --base-url URL [--since DAY]  fetch past days' transfers i
 from __future__ import annotations
 
 import argparse
+import atexit
 import gc
 import os
 import signal
@@ -24,7 +25,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import date, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NoReturn
 
 from circulate.errors import UNEXPECTED_ERROR_EXIT_CODE, CirculateError
 
@@ -944,5 +945,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         gc.collect()
 
 
+def console_main() -> NoReturn:
+    """The ``circulate`` command: :func:`main`, its exit handlers, then the exit itself.
+
+    Tearing the interpreter down after a night (every module and object of Prefect,
+    numba, Polars, DuckDB) took about 0.8 s of a 100 k-transaction night run through a
+    Prefect server. Nothing is left to write by then: :func:`main` has closed its
+    warehouse connections, and the exit handlers, where Prefect flushes its logs, run
+    first; the operating system frees the rest and the run lock.
+    """
+    code = main()
+    # The handlers a normal exit would run (atexit has no public way to run them early).
+    atexit._run_exitfuncs()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    console_main()

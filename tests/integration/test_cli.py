@@ -80,3 +80,23 @@ def test_uv_run_does_not_compile_bytecode_again() -> None:
     assert ran.returncode == 0, ran.stderr
     assert "Bytecode compiled" not in ran.stderr
     assert "exit codes:" in ran.stdout
+
+
+def test_the_command_runs_the_exit_handlers_and_keeps_the_exit_code(tmp_path: Path) -> None:
+    """`circulate` ends with os._exit after main (no interpreter teardown): exit handlers,
+    where Prefect flushes its logs, still run, after main's message, and the exit code is
+    main's (2: the input folder is missing)."""
+    script = (
+        "import atexit, sys\n"
+        "from circulate import cli\n"
+        "atexit.register(lambda: print('exit handler ran', flush=True))\n"
+        f"sys.argv = ['circulate', 'run', '--input', {str(tmp_path / 'missing')!r}, "
+        f"'--warehouse', {str(tmp_path / 'w' / 'circulate.duckdb')!r}]\n"
+        "cli.console_main()\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=False, cwd=tmp_path
+    )
+    assert done.returncode == 2
+    assert "does not exist" in done.stderr
+    assert done.stdout.strip().endswith("exit handler ran")
