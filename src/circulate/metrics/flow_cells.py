@@ -131,20 +131,15 @@ month_cells as (
     select * from open_cells
 ),
 
-payers as (
-    select source_group, target_group, account_id
+-- Each pair's distinct payers and payees: the kept ones and the open months'.
+pair_accounts as (
+    select side, source_group, target_group, account_id
     from {PAIR_ACCOUNTS}
-    where grouping = $grouping and side = 'payer' and $kept
+    where grouping = $grouping and $kept
     union
-    select source_group, target_group, source_id from open
-),
-
-payees as (
-    select source_group, target_group, account_id
-    from {PAIR_ACCOUNTS}
-    where grouping = $grouping and side = 'payee' and $kept
+    select 'payer', source_group, target_group, source_id from open
     union
-    select source_group, target_group, target_id from open
+    select 'payee', source_group, target_group, target_id from open
 ),
 
 history as (
@@ -154,6 +149,16 @@ history as (
         cast(sum(cents) as bigint) as cents,
         cast(sum(transfer_count) as bigint) as transfer_count
     from month_cells
+    group by all
+),
+
+pair_counts as (
+    select
+        source_group,
+        target_group,
+        count(*) filter (where side = 'payer') as source_accounts,
+        count(*) filter (where side = 'payee') as target_accounts
+    from pair_accounts
     group by all
 )
 
@@ -165,13 +170,10 @@ select
     history.target_group,
     history.cents,
     history.transfer_count,
-    payer_counts.accounts as source_accounts,
-    payee_counts.accounts as target_accounts
+    pair_counts.source_accounts,
+    pair_counts.target_accounts
 from history
-inner join (select source_group, target_group, count(*) as accounts from payers group by all)
-    as payer_counts using (source_group, target_group)
-inner join (select source_group, target_group, count(*) as accounts from payees group by all)
-    as payee_counts using (source_group, target_group)
+inner join pair_counts using (source_group, target_group)
 """  # noqa: S608 (the module's own constants)
 
 # Kept accounts whose group today is not the one their kept pairs were counted under.
